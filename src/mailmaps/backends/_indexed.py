@@ -1,0 +1,322 @@
+"""What the on-disk key/value tables (lmdb, hash, btree, cdb) share.
+
+* The trailing-NUL convention (``dict_lmdb.c``, ``dict_db.c``, ``dict_cdb.c``): Postfix writes keys
+  and values as C strings, with the terminating NUL for lmdb/hash/btree and without it for cdb,
+  unless ``-N``/``-n`` say otherwise.  Readers try ``key\\0`` first and then ``key``; the first
+  form that matches sticks.  Values are read up to their first NUL.
+* Bulk builds (postmap) never touch the target: entries are collected, checked for duplicates,
+  written to a temporary file in the same directory and renamed over the target, so a reader sees
+  the old table or the new one and an interrupted build leaves the old table intact.
+* Postfix-style locks: ``fcntl`` (lmdb) or ``flock`` (Berkeley DB) on the table file, shared to
+  read and exclusive to write, so that concurrent real Postfix programs stay consistent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import ClassVar, Self
+
+from mailmaps.backends._base import BaseTable
+from mailmaps.errors import ConfigError, MailmapsError
+from mailmaps.table import Duplicates, NulMode, OpenOptions, TableBuilder
+from mailmaps.text import decode, encode, fold
+
+__all__ = ["IndexedBuilder", "IndexedTable", "file_lock"]
+
+log = logging.getLogger("mailmaps")
+
+
+@contextlib.contextmanager
+def file_lock(fd: int, *, exclusive: bool, style: str = "fcntl") -> Iterator[None]:
+    """Hold a whole-file lock on ``fd`` as Postfix's ``myflock()`` takes it."""
+    if style == "fcntl":
+        fcntl.lockf(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _c_string(data: bytes) -> bytes:
+    nul = data.find(b"\0")
+    return data if nul < 0 else data[:nul]
+
+
+def fold_bytes(key: bytes, utf8: bool) -> bytes:
+    """Fold the case of a stored key (see :func:`mailmaps.text.fold`)."""
+    if key.isascii():
+        return key.lower()
+    return encode(fold(decode(key), utf8))
+
+
+def _is_utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class IndexedTable(BaseTable):
+    """An exact-key table stored in a file ``NAME + suffix``."""
+
+    suffix: ClassVar[str] = ""
+    #: Whether a build writes the trailing NUL when neither -N nor -n is given.
+    default_nul: ClassVar[bool] = True
+    #: Postfix's lock style for this file type: "fcntl" or "flock".
+    lock_style: ClassVar[str] = "fcntl"
+
+    def __init__(self, name: str, options: OpenOptions) -> None:
+        super().__init__(name, options)
+        self.path = name + self.suffix
+        self._try_with = options.nul is not NulMode.WITHOUT
+        self._try_without = options.nul is not NulMode.WITH
+        self._write_nul = options.nul is NulMode.WITH or (
+            options.nul is NulMode.AUTO and self.default_nul
+        )
+        self._lock_fd = -1
+        self._batch = False  # a batch already holds the lock
+
+    @classmethod
+    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
+        table = cls(name, options)
+        try:
+            table._open(writable)
+        except OSError as exc:
+            raise ConfigError(f"open database {table.path}: {exc.strerror}") from exc
+        table._warn_if_stale()
+        return table
+
+    @classmethod
+    def create(cls, name: str, options: OpenOptions, *, mode: int = 0o644) -> TableBuilder:
+        return IndexedBuilder(cls, name, options, mode=mode)
+
+    def _warn_if_stale(self) -> None:
+        # dict_lmdb.c, dict_db.c: "database X is older than source file Y", unless the source
+        # was changed in the last 100 seconds (an edit in progress).
+        try:
+            source = os.stat(self._name)
+            table = os.stat(self.path)
+        except OSError:
+            return
+        if source.st_mtime > table.st_mtime and source.st_mtime < time.time() - 100:
+            log.warning("database %s is older than source file %s", self.path, self._name)
+
+    def _lock(self, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        if self._lock_fd < 0 or not self.options.lock or self._batch:
+            return contextlib.nullcontext()
+        return file_lock(self._lock_fd, exclusive=exclusive, style=self.lock_style)
+
+    # -- NUL conventions --------------------------------------------------------------------
+
+    def _lookup(self, key: str) -> str | None:
+        raw = encode(key)
+        with self._lock(False):
+            if self._try_with:
+                value = self._get(raw + b"\0")
+                if value is not None:
+                    self._try_without = False
+                    return decode(_c_string(value))
+            if self._try_without:
+                value = self._get(raw)
+                if value is not None:
+                    self._try_with = False
+                    return decode(_c_string(value))
+        return None
+
+    def _update(self, key: str, value: str) -> None:
+        raw_key = encode(key)
+        raw_value = encode(value)
+        if self._try_with and self._try_without:
+            # dict_lmdb_update(): with both forms possible, write the backend's default.
+            self._try_with, self._try_without = self._write_nul, not self._write_nul
+        if self._try_with:
+            raw_key += b"\0"
+            raw_value += b"\0"
+        policy = self.options.duplicates
+        with self._lock(True):
+            if self._put(raw_key, raw_value, overwrite=policy is Duplicates.REPLACE):
+                return
+        if policy is Duplicates.WARN:
+            log.warning('%s: duplicate entry: "%s"', self, key)
+        elif policy is Duplicates.ERROR:
+            raise ConfigError(f'{self}: duplicate entry: "{key}"')
+
+    def put_raw(self, key: bytes, value: bytes) -> None:
+        """Store bytes exactly as given (no folding, no NUL), replacing an existing entry."""
+        with self._lock(True):
+            self._put(key, value, overwrite=True)
+
+    def _delete(self, key: str) -> bool:
+        raw = encode(key)
+        with self._lock(True):
+            if self._try_with and self._remove(raw + b"\0"):
+                self._try_without = False
+                return True
+            if self._try_without and self._remove(raw):
+                self._try_with = False
+                return True
+        return False
+
+    def _items(self) -> Iterator[tuple[str, str]]:
+        with self._lock(False):
+            pairs = list(self._raw_items())
+        for key, value in pairs:
+            yield decode(_c_string(key)), decode(_c_string(value))
+
+    # -- what each file format implements ---------------------------------------------------
+
+    def _open(self, writable: bool) -> None:
+        raise NotImplementedError
+
+    def _get(self, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def _put(self, key: bytes, value: bytes, *, overwrite: bool) -> bool:
+        """Store an entry; return False if the key existed and ``overwrite`` is false."""
+        raise NotImplementedError
+
+    def _remove(self, key: bytes) -> bool:
+        raise NotImplementedError
+
+    def _raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    @classmethod
+    def write_file(cls, path: str, items: Iterable[tuple[bytes, bytes]], options: OpenOptions) -> None:
+        """Write a complete new table file at ``path`` from entries sorted by key."""
+        raise NotImplementedError
+
+
+class IndexedBuilder:
+    """A bulk build of an :class:`IndexedTable` file; see :class:`~mailmaps.table.TableBuilder`.
+
+    Entries are kept in memory until :meth:`commit`, which writes them in key order to a
+    temporary file beside the target and renames it into place.
+    """
+
+    def __init__(
+        self, table_cls: type[IndexedTable], name: str, options: OpenOptions, *, mode: int
+    ) -> None:
+        self.table_cls = table_cls
+        self.name = name
+        self.path = name + table_cls.suffix
+        self.options = options
+        self.mode = mode
+        self.owner: tuple[int, int] | None = None
+        self._entries: dict[bytes, bytes] = {}
+        self._nul = b"\0" if (
+            options.nul is NulMode.WITH
+            or (options.nul is NulMode.AUTO and table_cls.default_nul)
+        ) else b""
+        self._done = False
+        self.label = f"{table_cls.map_type}:{name}"
+
+    def __enter__(self) -> IndexedBuilder:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def add(self, key: str | bytes, value: str | bytes, where: str = "") -> None:
+        """Store one entry (see :meth:`add_many`)."""
+        raw_key = key if isinstance(key, bytes) else encode(key)
+        raw_value = value if isinstance(value, bytes) else encode(value)
+        self.add_many([(raw_key, raw_value, 0)], where)
+
+    def add_many(self, entries: Iterable[tuple[bytes, bytes, int]], path: str = "") -> None:
+        """Store ``(key, value, lineno)`` entries: UTF-8 checks, case folding, duplicates.
+
+        Warnings name ``path, line N`` (or ``path`` alone when ``lineno`` is 0, or the table when
+        there is no path).
+        """
+        opts = self.options
+        utf8, do_fold, nul = opts.utf8, opts.fold, self._nul
+        policy = opts.duplicates
+        store = self._entries
+        for key, value, lineno in entries:
+            if utf8 and not (_is_utf8(key) and _is_utf8(value)):
+                self._warn_non_utf8(key, value, self._where(path, lineno))
+                continue
+            if do_fold:
+                key = key.lower() if key.isascii() else fold_bytes(key, utf8)
+            stored = key + nul
+            if stored not in store:
+                store[stored] = value + nul
+            elif policy is Duplicates.REPLACE:
+                store[stored] = value + nul
+            elif policy is Duplicates.WARN:
+                log.warning('%s: duplicate entry: "%s"', self._where(path, lineno), decode(key))
+            elif policy is Duplicates.ERROR:
+                raise ConfigError(
+                    f'{self._where(path, lineno)}: duplicate entry: "{decode(key)}"'
+                )
+
+    def _where(self, path: str, lineno: int) -> str:
+        if not path:
+            return self.label
+        return f"{path}, line {lineno}" if lineno else path
+
+    def add_raw(self, key: bytes, value: bytes) -> None:
+        """Store an entry exactly as given: no folding and no trailing NUL.
+
+        postalias uses this for the NIS entries ``YP_LAST_MODIFIED`` and ``YP_MASTER_NAME``.
+        """
+        self._entries[key] = value
+
+    def _warn_non_utf8(self, key: bytes, value: bytes, where: str) -> None:
+        prefix = where or self.label
+        if not _is_utf8(key):
+            log.warning('%s: non-UTF-8 key "%s" -- ignoring this entry', prefix, decode(key))
+        else:
+            log.warning('%s: key "%s": non-UTF-8 value -- ignoring this entry', prefix, decode(key))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def commit(self) -> None:
+        """Write the table beside the target and rename it into place."""
+        if self._done:
+            return
+        self._done = True
+        target = Path(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            os.unlink(tmp)  # the writer creates the file itself
+            self.table_cls.write_file(tmp, sorted(self._entries.items()), self.options)
+            os.chmod(tmp, self.mode)
+            if self.owner is not None:
+                os.chown(tmp, *self.owner)
+            os.replace(tmp, target)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, MailmapsError):
+                raise ConfigError(f"create database {self.path}: {exc.strerror or exc}") from exc
+            raise
+        finally:
+            self._entries = {}
+
+    def abort(self) -> None:
+        """Discard the build; the target is untouched."""
+        self._done = True
+        self._entries = {}

@@ -1,0 +1,254 @@
+"""``lmdb:`` tables, byte-compatible with Postfix's ``NAME.lmdb`` files (lmdb_table(5)).
+
+Postfix opens LMDB files with ``MDB_NOSUBDIR | MDB_NOLOCK`` (no ``-lock`` file; LMDB's reader
+table is not used) and serialises access with ``fcntl`` locks on the ``.lmdb`` file instead
+(``dict_lmdb.c``, ``slmdb.c``); so does this backend.  When a write finds the map full, the map
+size is doubled and the write retried, as ``slmdb.c`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from fcntl import LOCK_SH, LOCK_UN, lockf
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
+
+from mailmaps.backends._indexed import IndexedTable
+from mailmaps.errors import BackendUnavailable, ConfigError, PermanentLookupError
+from mailmaps.table import OpenOptions
+
+__all__ = ["LmdbTable"]
+
+
+def _value(raw: bytes, utf8: bool) -> str:
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raw = raw[:nul]
+    if utf8:
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            shown = raw.decode("utf-8", "backslashreplace")
+            raise PermanentLookupError(f'non-UTF-8 value "{shown}"') from None
+    return raw.decode("utf-8", "surrogateescape")
+
+# Page overhead per entry is small; leave generous room so that a bulk build rarely retries.
+_ENTRY_OVERHEAD = 64
+_MAX_GROWTH = 2 * 64  # slmdb.c: bulk mode retries up to 2 * bits(size_t) times
+
+
+def _driver() -> Any:
+    try:
+        import lmdb
+    except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+        raise BackendUnavailable("lmdb", "lmdb", str(exc)) from exc
+    return lmdb
+
+
+class LmdbTable(IndexedTable):
+    """An ``lmdb:`` table: ``NAME.lmdb``, keys and values with a trailing NUL by default."""
+
+    map_type: ClassVar[str] = "lmdb"
+    suffix: ClassVar[str] = ".lmdb"
+    default_nul: ClassVar[bool] = True
+    lock_style: ClassVar[str] = "fcntl"
+
+    _env: Any = None
+    _txn: Any = None
+
+    def _open(self, writable: bool) -> None:
+        lmdb = _driver()
+        self._lmdb = lmdb
+        flags = os.O_RDWR if writable else os.O_RDONLY
+        self._lock_fd = os.open(self.path, flags)
+        try:
+            self._env = lmdb.open(
+                self.path,
+                subdir=False,
+                lock=False,
+                readonly=not writable,
+                create=False,
+                map_size=self.options.lmdb_map_size,
+                max_dbs=0,
+            )
+        except lmdb.Error as exc:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise ConfigError(f"open database {self.path}: {exc}") from exc
+        if not self.options.lock and not writable:
+            # Without locks, one read transaction serves every lookup: the fastest path, for
+            # tables that are replaced by rename (as mailmaps builds them), never changed in place.
+            self._txn = self._env.begin(buffers=False)
+
+    def lookup(self, key: str) -> str | None:
+        try:
+            return self._lookup_fast(key)
+        except self._lmdb.Error as exc:
+            raise PermanentLookupError(f"error reading {self}: {exc}") from exc
+
+    def _lookup_fast(self, key: str) -> str | None:
+        # The hot path, flattened: an ASCII key needs no UTF-8 check and only ASCII folding.
+        if not key.isascii() or self._lock_fd < 0:
+            return super().lookup(key)
+        raw = (key.lower() if self._fold else key).encode()
+        if self._txn is None:
+            return self._lookup_locked(raw)
+        get = self._txn.get
+        if self._try_with:
+            value = get(raw + b"\0")
+            if value is not None:
+                self._try_without = False
+                return _value(value, self._utf8)
+        if self._try_without:
+            value = get(raw)
+            if value is not None:
+                self._try_with = False
+                return _value(value, self._utf8)
+        return None
+
+    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
+        # One shared lock and one read transaction for the whole batch: a batch sees one
+        # consistent table, and a writer waits at most for one batch.
+        if self._lock_fd < 0 or self._txn is not None:
+            return super().lookup_many(keys)
+        lockf(self._lock_fd, LOCK_SH)
+        try:
+            with self._env.begin(buffers=False) as txn:
+                self._txn = txn
+                self._batch = True
+                try:
+                    return self._lookup_batch(txn.get, keys)
+                finally:
+                    self._txn = None
+                    self._batch = False
+        finally:
+            lockf(self._lock_fd, LOCK_UN)
+
+    def _lookup_batch(self, get: Any, keys: Sequence[str]) -> list[str | None]:
+        # lookup() inlined into one loop; the sticky NUL detection lives in locals meanwhile.
+        out: list[str | None] = []
+        append = out.append
+        fold, utf8 = self._fold, self._utf8
+        with_nul, without_nul = self._try_with, self._try_without
+        try:
+            for key in keys:
+                if not key.isascii():
+                    self._try_with, self._try_without = with_nul, without_nul
+                    append(super().lookup(key))
+                    with_nul, without_nul = self._try_with, self._try_without
+                    continue
+                raw = (key.lower() if fold else key).encode()
+                value = None
+                if with_nul:
+                    value = get(raw + b"\0")
+                    if value is not None:
+                        without_nul = False
+                if value is None and without_nul:
+                    value = get(raw)
+                    if value is not None:
+                        with_nul = False
+                if value is None:
+                    append(None)
+                    continue
+                nul = value.find(b"\0")
+                if nul >= 0:
+                    value = value[:nul]
+                append(value.decode() if utf8 else value.decode("utf-8", "surrogateescape"))
+        except UnicodeDecodeError as exc:
+            raise PermanentLookupError(f"{self}: non-UTF-8 value") from exc
+        except self._lmdb.Error as exc:
+            raise PermanentLookupError(f"error reading {self}: {exc}") from exc
+        finally:
+            self._try_with, self._try_without = with_nul, without_nul
+        return out
+
+    def _lookup_locked(self, raw: bytes) -> str | None:
+        fd = self._lock_fd
+        lockf(fd, LOCK_SH)
+        try:
+            with self._env.begin(buffers=False) as txn:
+                value = None
+                if self._try_with:
+                    value = txn.get(raw + b"\0")
+                    if value is not None:
+                        self._try_without = False
+                if value is None and self._try_without:
+                    value = txn.get(raw)
+                    if value is not None:
+                        self._try_with = False
+        finally:
+            lockf(fd, LOCK_UN)
+        return None if value is None else _value(value, self._utf8)
+
+    def _get(self, key: bytes) -> bytes | None:
+        if self._txn is not None:
+            found: bytes | None = self._txn.get(key)
+            return found
+        with self._env.begin(buffers=False) as txn:
+            value: bytes | None = txn.get(key)
+        return value
+
+    def _write(self, fn: Any) -> Any:
+        lmdb = self._lmdb
+        for _ in range(_MAX_GROWTH):
+            try:
+                with self._env.begin(write=True) as txn:
+                    return fn(txn)
+            except lmdb.MapFullError:
+                self._env.set_mapsize(self._env.info()["map_size"] * 2)
+        raise ConfigError(f"error updating {self}: map full")
+
+    def _put(self, key: bytes, value: bytes, *, overwrite: bool) -> bool:
+        try:
+            result: bool = self._write(lambda txn: txn.put(key, value, overwrite=overwrite))
+        except self._lmdb.Error as exc:
+            raise PermanentLookupError(f"error updating {self}: {exc}") from exc
+        return result
+
+    def _remove(self, key: bytes) -> bool:
+        try:
+            result: bool = self._write(lambda txn: txn.delete(key))
+        except self._lmdb.Error as exc:
+            raise PermanentLookupError(f"error deleting from {self}: {exc}") from exc
+        return result
+
+    def _raw_items(self) -> Iterator[tuple[bytes, bytes]]:
+        with self._env.begin(buffers=False) as txn:
+            yield from txn.cursor()
+
+    def close(self) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        super().close()
+
+    @classmethod
+    def write_file(
+        cls, path: str, items: Iterable[tuple[bytes, bytes]], options: OpenOptions
+    ) -> None:
+        lmdb = _driver()
+        entries = list(items)
+        need = sum(len(k) + len(v) + _ENTRY_OVERHEAD for k, v in entries) * 2
+        size = max(options.lmdb_map_size, need)
+        for _ in range(_MAX_GROWTH):
+            env = lmdb.open(path, subdir=False, lock=False, map_size=size, max_dbs=0)
+            try:
+                with env.begin(write=True) as txn:
+                    # Sorted input: MDB_APPEND fills pages in order, the fastest bulk load.
+                    txn.cursor().putmulti(entries, append=True)
+                env.sync(True)
+                return
+            except lmdb.MapFullError:
+                size *= 2
+            except lmdb.Error as exc:
+                raise ConfigError(f"error updating lmdb:{path}: {exc}") from exc
+            finally:
+                env.close()
+            os.unlink(path)
+        raise ConfigError(f"error writing {path}: map full")

@@ -1,0 +1,249 @@
+"""Table sources: Postfix's logical lines and the ``key whitespace value`` format of postmap(1).
+
+Everything here works on bytes, as Postfix does: a source file may hold bytes that are not UTF-8
+(they are skipped in UTF-8 mode, kept with ``-u``).  Every warning names the file and the line,
+like Postfix's own (``virtual, line 12: expected format: key whitespace value``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+
+__all__ = [
+    "Entry",
+    "base64_file_value",
+    "decode_file_value",
+    "logical_lines",
+    "parse_postmap_source",
+    "split_postmap_line",
+]
+
+log = logging.getLogger("mailmaps")
+
+#: C's isspace() in the C locale.
+SPACE = b" \t\n\r\v\f"
+# First bytes of a physical line that is a comment, blank or a continuation.
+_SPECIAL_START = frozenset([b"", b" ", b"\t", b"\r", b"\v", b"\f", b"#"])
+
+
+def logical_lines(data: bytes, path: str) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(first line number, logical line)`` pairs (``readllines()``, ``readlline.c``).
+
+    Comment lines (first non-blank character ``#``) and blank lines are dropped, even in the middle
+    of a continued line; a line that starts with whitespace continues the previous one and is
+    appended as it is.  Text that starts with whitespace with nothing to continue is skipped with a
+    warning.  As in C, a logical line ends at a NUL byte.
+    """
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    current: list[bytes] | None = None
+    orphan = False
+    first = 0
+    for lineno, line in enumerate(lines, 1):
+        if line[:1] in _SPECIAL_START:
+            rest = line.lstrip(SPACE)
+            if not rest or rest[:1] == b"#":
+                continue  # comment or blank line, wherever it is
+            if current is None:
+                if not orphan:
+                    orphan = True
+                    shown = line[:30].decode("utf-8", "replace")
+                    more = "..." if len(line) > 30 else ""
+                    log.warning(
+                        '%s: logical line must not start with whitespace: "%s%s"',
+                        path,
+                        shown,
+                        more,
+                    )
+                continue
+            current.append(line)
+            continue
+        if current is not None:
+            yield first, _c_string(b"".join(current))
+        current = [line]
+        orphan = False
+        first = lineno
+    if current is not None:
+        yield first, _c_string(b"".join(current))
+
+
+def _c_string(line: bytes) -> bytes:
+    nul = line.find(b"\0")
+    return line if nul < 0 else line[:nul]
+
+
+def split_postmap_line(line: bytes) -> tuple[bytes, bytes] | None:
+    """Split a logical line into key and value as postmap(1) does, or ``None`` if a quote is open.
+
+    The key ends at the first whitespace outside double quotes; a backslash protects the next
+    character.  The key is kept verbatim, quotes and backslashes included; the value is the rest,
+    with leading and trailing whitespace removed.
+    """
+    if b'"' not in line and b"\\" not in line:
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            return parts[0], parts[1].rstrip(SPACE)
+        return (parts[0] if parts else b""), b""
+    in_quotes = False
+    i = 0
+    n = len(line)
+    while i < n:
+        ch = line[i]
+        if ch == 0x5C:  # backslash
+            i += 1
+            if i >= n:
+                break
+        elif ch in SPACE:
+            if not in_quotes:
+                break
+        elif ch == 0x22:  # double quote
+            in_quotes = not in_quotes
+        i += 1
+    if in_quotes:
+        return None
+    return line[:i], line[i:].strip(SPACE)
+
+
+#: One source entry: key, value and the line number where its logical line starts.
+Entry = tuple[bytes, bytes, int]
+
+# A line that starts with whitespace and goes on with something other than a comment: a
+# continuation line (or an orphan one), which only the general parser handles.
+_CONTINUATION = re.compile(rb"(?:^|\n)[ \t\r\v\f]+[^ \t\r\v\f\n#]")
+_COMMENT_OR_BLANK_START = frozenset(b" \t\r\v\f#")
+
+
+def _is_simple(data: bytes, utf8: bool) -> bool:
+    """Whether every line of ``data`` is a logical line of its own with an unquoted key."""
+    if b'"' in data or b"\\" in data or b"\0" in data or _CONTINUATION.search(data):
+        return False
+    if utf8 and not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def parse_postmap_source(
+    data: bytes,
+    path: str,
+    *,
+    utf8: bool,
+    rhs_is_file: bool = False,
+) -> Iterator[Entry]:
+    """Parse a postmap(1) source into ``(key, value, lineno)`` entries; warn about bad lines.
+
+    :param utf8: UTF-8 mode: lines that are neither ASCII nor valid UTF-8 are skipped.
+    :param rhs_is_file: ``-F``: values are file lists, replaced by their base64-encoded contents.
+    """
+    if not rhs_is_file and _is_simple(data, utf8):
+        return _parse_simple(data, path)
+    return _parse_general(data, path, utf8, rhs_is_file)
+
+
+def _parse_simple(data: bytes, path: str) -> Iterator[Entry]:
+    # The fast path for the common file: no continuation lines, quotes, backslashes or NULs, so
+    # each physical line is a logical line and the key ends at the first whitespace.
+    skip = _COMMENT_OR_BLANK_START
+    lines = data.split(b"\n")
+    for lineno, line in enumerate(lines, 1):
+        if not line or line[0] in skip:
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2:
+            _warn_format(path, lineno)
+            continue
+        key, value = parts
+        if key[-1] == 0x3A:  # ':'
+            _warn_colon(path, lineno)
+        yield key, value.rstrip(), lineno
+
+
+def _warn_format(path: str, lineno: int) -> None:
+    log.warning("%s, line %d: expected format: key whitespace value", path, lineno)
+
+
+def _warn_colon(path: str, lineno: int) -> None:
+    log.warning(
+        '%s, line %d: record is in "key: value" format; is this an alias file?', path, lineno
+    )
+
+
+def _parse_general(data: bytes, path: str, utf8: bool, rhs_is_file: bool) -> Iterator[Entry]:
+    for lineno, line in logical_lines(data, path):
+        if utf8 and not line.isascii():
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                log.warning(
+                    '%s, line %d: non-UTF-8 input "%s" -- ignoring this line',
+                    path,
+                    lineno,
+                    line.decode("utf-8", "backslashreplace"),
+                )
+                continue
+        parts = split_postmap_line(line)
+        if parts is None:
+            log.warning(
+                "%s, line %d: unbalanced '\"' in '%s' -- ignoring this line",
+                path,
+                lineno,
+                line.decode("utf-8", "surrogateescape"),
+            )
+            continue
+        key, value = parts
+        if not key or not value:
+            _warn_format(path, lineno)
+            continue
+        if key.endswith(b":"):
+            _warn_colon(path, lineno)
+        if rhs_is_file:
+            try:
+                value = base64_file_value(value.decode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                log.warning("%s, line %d: %s: skipping this entry", path, lineno, exc.strerror)
+                continue
+            except ValueError as exc:
+                log.warning("%s, line %d: %s: skipping this entry", path, lineno, exc)
+                continue
+        yield key, value, lineno
+
+
+def base64_file_value(pathnames: str) -> bytes:
+    """The value ``-F`` stores: base64 of the named files' contents, joined by newlines.
+
+    :raises OSError: a file cannot be read; ``strerror`` reads like Postfix's
+        ``open NAME: No such file or directory``.
+    :raises ValueError: the list is empty.
+    """
+    names = pathnames.replace(",", " ").split()
+    if not names:
+        raise ValueError(f"empty pathname list: >>{pathnames}<<'")
+    chunks = []
+    for name in names:
+        try:
+            chunks.append(Path(name).read_bytes())
+        except OSError as exc:
+            raise OSError(exc.errno, f"open {name}: {exc.strerror}") from exc
+    return base64.b64encode(b"\n".join(chunks))
+
+
+def decode_file_value(value: str) -> str:
+    """Undo :func:`base64_file_value` for ``-F`` queries.
+
+    :raises ValueError: ``malformed BASE64 value: ...`` as Postfix words it.
+    """
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"malformed BASE64 value: {value[:30]}") from exc
+    return raw.decode("utf-8", "surrogateescape")
+

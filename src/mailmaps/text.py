@@ -1,0 +1,54 @@
+"""Bytes, UTF-8 and case folding exactly as Postfix treats them.
+
+Postfix works on C strings: bytes up to a NUL.  mailmaps keeps values as ``str`` and converts at
+the storage boundary with UTF-8 and ``surrogateescape``, so that bytes that are not UTF-8 survive
+a round trip unchanged (``postmap -u`` tables may hold them).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "decode",
+    "encode",
+    "fold",
+    "is_valid_utf8",
+]
+
+_ENC = "utf-8"
+_ERR = "surrogateescape"
+
+
+def encode(text: str) -> bytes:
+    """Encode text for storage; lone surrogates from :func:`decode` become their original bytes."""
+    return text.encode(_ENC, _ERR)
+
+
+def decode(data: bytes) -> str:
+    """Decode stored bytes; bytes that are not UTF-8 become lone surrogates (round-trip safe)."""
+    return data.decode(_ENC, _ERR)
+
+
+def is_valid_utf8(text: str) -> bool:
+    """Whether ``text`` came from valid UTF-8 (``valid_utf8_string()``: no overlong forms,
+    no surrogates, nothing above U+10FFFF)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode(_ENC)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def fold(text: str, utf8: bool) -> str:
+    """Fold case as Postfix folds keys of exact-key tables (``casefold()``, ``lowercase()``).
+
+    All-ASCII text, and any text outside UTF-8 mode, gets ASCII lower case only (A-Z); other text
+    in UTF-8 mode gets full Unicode case folding (ICU's default folding, which is what
+    :meth:`str.casefold` does: ``ß`` becomes ``ss``).
+    """
+    if text.isascii():
+        return text.lower()
+    if utf8:
+        return text.casefold()
+    return encode(text).lower().decode(_ENC, _ERR)

@@ -1,0 +1,157 @@
+"""lmdb: the contract, NUL conventions, map growth, atomic builds, updates, locks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailmaps import ConfigError, Duplicates, NulMode, OpenOptions, create_table, open_table
+from mailmaps.testing import TableContract
+
+
+def build(path: Path, entries: dict[str, str], options: OpenOptions) -> None:
+    with create_table(f"lmdb:{path}", options) as builder:
+        for key, value in entries.items():
+            builder.add(key, value)
+
+
+class TestLmdbContract(TableContract):
+    def make_table(self, tmp_path: Path, entries: dict[str, str], options: OpenOptions) -> Any:
+        build(tmp_path / "t", entries, options)
+        return open_table(f"lmdb:{tmp_path / 't'}", options)
+
+
+class TestLmdbContractLockFree(TableContract):
+    def make_table(self, tmp_path: Path, entries: dict[str, str], options: OpenOptions) -> Any:
+        build(tmp_path / "t", entries, options)
+        return open_table(f"lmdb:{tmp_path / 't'}", options.but(lock=False))
+
+
+def raw_items(path: Path) -> dict[bytes, bytes]:
+    import lmdb
+
+    env = lmdb.open(str(path), subdir=False, lock=False, readonly=True)
+    try:
+        with env.begin() as txn:
+            return dict(txn.cursor())
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("nul", "stored"),
+    [(NulMode.AUTO, b"k\0"), (NulMode.WITH, b"k\0"), (NulMode.WITHOUT, b"k")],
+)
+def test_trailing_nul_convention(tmp_path: Path, nul: NulMode, stored: bytes) -> None:
+    build(tmp_path / "t", {"K": "v"}, OpenOptions(nul=nul))
+    value = stored.replace(b"k", b"v")
+    assert raw_items(tmp_path / "t.lmdb") == {stored: value}
+    for mode in NulMode:
+        with open_table(f"lmdb:{tmp_path / 't'}", OpenOptions(nul=mode)) as table:
+            expected = None if {mode, nul} == {NulMode.WITH, NulMode.WITHOUT} else "v"
+            if nul is NulMode.AUTO and mode is NulMode.WITHOUT:
+                expected = None
+            assert table.lookup("k") == expected
+
+
+def test_map_grows_beyond_the_initial_size(tmp_path: Path) -> None:
+    entries = {f"key{i}": "v" * 200 for i in range(5000)}
+    build(tmp_path / "t", entries, OpenOptions(lmdb_map_size=10240))
+    with open_table(f"lmdb:{tmp_path / 't'}", OpenOptions(lmdb_map_size=10240)) as table:
+        assert table.lookup("key4999") == "v" * 200
+    with open_table(
+        f"lmdb:{tmp_path / 't'}", OpenOptions(lmdb_map_size=10240), writable=True
+    ) as table:
+        for i in range(5000, 6000):
+            table.update(f"key{i}", "w" * 300)
+        assert table.lookup("key5999") == "w" * 300
+
+
+def test_failed_build_leaves_the_old_table(tmp_path: Path) -> None:
+    build(tmp_path / "t", {"a": "1"}, OpenOptions())
+    before = (tmp_path / "t.lmdb").read_bytes()
+    with pytest.raises(RuntimeError), create_table(f"lmdb:{tmp_path / 't'}") as builder:
+        builder.add("a", "2")
+        raise RuntimeError("interrupted")
+    assert (tmp_path / "t.lmdb").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.lmdb"]
+
+
+def test_killed_build_leaves_the_old_table(tmp_path: Path) -> None:
+    build(tmp_path / "t", {"a": "1"}, OpenOptions())
+    before = (tmp_path / "t.lmdb").read_bytes()
+    code = (
+        "import os, signal\n"
+        "from mailmaps import create_table\n"
+        f"b = create_table('lmdb:{tmp_path / 't'}')\n"
+        "b.add('a', '2')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], check=False)
+    assert proc.returncode == -9
+    assert (tmp_path / "t.lmdb").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [(Duplicates.WARN, "first"), (Duplicates.IGNORE, "first"), (Duplicates.REPLACE, "second")],
+)
+def test_duplicates(
+    tmp_path: Path, policy: Duplicates, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with create_table(f"lmdb:{tmp_path / 't'}", OpenOptions(duplicates=policy)) as builder:
+        builder.add("Dup", "first", "src, line 1")
+        builder.add("dup", "second", "src, line 2")
+    with open_table(f"lmdb:{tmp_path / 't'}") as table:
+        assert table.lookup("dup") == expected
+    warned = 'src, line 2: duplicate entry: "dup"' in caplog.text
+    assert warned is (policy is Duplicates.WARN)
+
+
+def test_duplicate_error_policy(tmp_path: Path) -> None:
+    with (
+        pytest.raises(ConfigError, match="duplicate entry"),
+        create_table(f"lmdb:{tmp_path / 't'}", OpenOptions(duplicates=Duplicates.ERROR)) as b,
+    ):
+        b.add("a", "1")
+        b.add("a", "2")
+
+
+def test_update_and_delete(tmp_path: Path) -> None:
+    build(tmp_path / "t", {"a": "1"}, OpenOptions())
+    with open_table(f"lmdb:{tmp_path / 't'}", writable=True) as table:
+        table.update("B", "2")
+        assert table.delete("a") is True
+        assert table.delete("a") is False
+        assert sorted(table.items()) == [("b", "2")]
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"open database .*/nope\.lmdb: No such file"):
+        open_table(f"lmdb:{tmp_path / 'nope'}")
+
+
+def test_file_mode(tmp_path: Path) -> None:
+    with create_table(f"lmdb:{tmp_path / 't'}", mode=0o600) as builder:
+        builder.add("a", "b")
+    assert (tmp_path / "t.lmdb").stat().st_mode & 0o777 == 0o600
+    assert os.access(tmp_path / "t.lmdb", os.R_OK)
+
+
+def test_non_utf8_value_is_an_error_in_utf8_mode(tmp_path: Path) -> None:
+    from mailmaps import PermanentLookupError
+
+    bad = b"\xff".decode("utf-8", "surrogateescape")
+    build(tmp_path / "t", {"k": bad}, OpenOptions(utf8=False))
+    with open_table(f"lmdb:{tmp_path / 't'}", OpenOptions(utf8=False)) as table:
+        assert table.lookup("k") == bad
+    with (
+        open_table(f"lmdb:{tmp_path / 't'}", OpenOptions(utf8=True)) as table,
+        pytest.raises(PermanentLookupError),
+    ):
+        table.lookup("k")
