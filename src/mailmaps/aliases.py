@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from mailmaps.rfc822 import split_alias_line
-from mailmaps.source import Entry, logical_lines
+from mailmaps.source import Entry, c_string, logical_lines
 
 __all__ = ["add_signature", "parse_aliases_source"]
 
@@ -26,12 +26,15 @@ log = logging.getLogger("mailmaps")
 def parse_aliases_source(data: bytes, path: str, *, utf8: bool) -> Iterator[Entry]:
     """Parse an aliases(5) file into ``(name, value, lineno)`` entries; warn about bad lines."""
     for lineno, raw in logical_lines(data, path):
+        raw = c_string(raw)
         if utf8 and not raw.isascii():
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
                 shown = raw.decode("utf-8", "backslashreplace")
-                log.warning('%s, line %d: non-UTF-8 input "%s" -- ignoring this line', path, lineno, shown)
+                log.warning(
+                    '%s, line %d: non-UTF-8 input "%s" -- ignoring this line', path, lineno, shown
+                )
                 continue
         try:
             pair = split_alias_line(raw.decode("utf-8", "surrogateescape"))

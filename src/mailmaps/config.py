@@ -141,7 +141,7 @@ class MainConfig:
         :raises ConfigError: expansion nests unreasonably deep, or a ``${`` is not closed.
         """
         if _depth > _MAX_NESTING:
-            raise ConfigError(f"unreasonable macro call nesting: \"{text}\"")
+            raise ConfigError(f'unreasonable macro call nesting: "{text}"')
         out: list[str] = []
         i, n = 0, len(text)
         while i < n:

@@ -14,7 +14,7 @@ an error.  Errors are split the way Postfix's ``dict->error`` is: a temporary fa
      |    +-- MapSyntaxError            a table source or configuration file with a bad line
      +-- LookupFailed                   a lookup, update, delete or sequence could not complete
           +-- TemporaryLookupError      the backend is down or slow: retry later (DICT_ERR_RETRY)
-          +-- PermanentLookupError      the table answered, but the answer is unusable (DICT_ERR_CONFIG)
+          +-- PermanentLookupError      the answer is unusable (DICT_ERR_CONFIG)
 
 The driver's own exception, where there is one, is kept as ``__cause__``.
 """

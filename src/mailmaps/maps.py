@@ -82,7 +82,7 @@ class SurrogateTable:
     fixed_keys: ClassVar[bool] = False
 
     def __init__(self, spec: MapSpec, reason: str) -> None:
-        self.map_type = spec.type  # type: ignore[misc]
+        self.map_type = spec.type
         self._name = spec.name
         self.reason = reason
 

@@ -14,10 +14,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-
 __all__ = [
     "Entry",
     "base64_file_value",
+    "c_string",
     "decode_file_value",
     "logical_lines",
     "parse_postmap_source",
@@ -38,7 +38,8 @@ def logical_lines(data: bytes, path: str) -> Iterator[tuple[int, bytes]]:
     Comment lines (first non-blank character ``#``) and blank lines are dropped, even in the middle
     of a continued line; a line that starts with whitespace continues the previous one and is
     appended as it is.  Text that starts with whitespace with nothing to continue is skipped with a
-    warning.  As in C, a logical line ends at a NUL byte.
+    warning.  NUL bytes are kept; parsers that treat the line as a C string cut it there
+    (:func:`c_string`).
     """
     lines = data.split(b"\n")
     if lines[-1] == b"":
@@ -66,15 +67,16 @@ def logical_lines(data: bytes, path: str) -> Iterator[tuple[int, bytes]]:
             current.append(line)
             continue
         if current is not None:
-            yield first, _c_string(b"".join(current))
+            yield first, b"".join(current)
         current = [line]
         orphan = False
         first = lineno
     if current is not None:
-        yield first, _c_string(b"".join(current))
+        yield first, b"".join(current)
 
 
-def _c_string(line: bytes) -> bytes:
+def c_string(line: bytes) -> bytes:
+    """``line`` up to its first NUL byte, as C code sees it."""
     nul = line.find(b"\0")
     return line if nul < 0 else line[:nul]
 
@@ -179,6 +181,7 @@ def _warn_colon(path: str, lineno: int) -> None:
 
 def _parse_general(data: bytes, path: str, utf8: bool, rhs_is_file: bool) -> Iterator[Entry]:
     for lineno, line in logical_lines(data, path):
+        line = c_string(line)
         if utf8 and not line.isascii():
             try:
                 line.decode("utf-8")
@@ -246,4 +249,3 @@ def decode_file_value(value: str) -> str:
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise ValueError(f"malformed BASE64 value: {value[:30]}") from exc
     return raw.decode("utf-8", "surrogateescape")
-

@@ -141,7 +141,9 @@ class MapSpec:
 
 
 def parse_map_list(text: str) -> list[MapSpec]:
-    """Parse a main.cf map list such as ``hash:/etc/a, inline:{ x=y }, lmdb:/etc/b`` (``maps_create``).
+    """Parse a main.cf map list such as ``hash:/etc/a, inline:{ x=y }, lmdb:/etc/b``.
+
+    The items are split as ``maps_create()`` splits them.
 
     :raises SpecError: an item is not of the form ``type:name``.
     """

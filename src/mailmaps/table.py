@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import ClassVar, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
 
 __all__ = [
     "Duplicates",
@@ -48,7 +49,8 @@ class Duplicates(enum.Enum):
 class OpenOptions:
     """How a table is opened; the Python face of Postfix's dictionary flags.
 
-    :param fold: fold the case of keys of exact-key tables (``DICT_FLAG_FOLD_FIX``; ``-f`` clears it).
+    :param fold: fold the case of keys of exact-key tables (``DICT_FLAG_FOLD_FIX``; ``-f``
+        clears it).
     :param utf8: UTF-8 mode (``smtputf8_enable = yes`` and no ``-u``): keys that are not UTF-8 are
         not looked up, non-UTF-8 results are errors, and folding is full Unicode case folding.
     :param nul: the trailing-NUL convention of indexed files.
@@ -81,8 +83,15 @@ class Table(Protocol):
     ``@domain`` only to exact-key tables.
     """
 
-    map_type: ClassVar[str]
-    fixed_keys: ClassVar[bool]
+    @property
+    def map_type(self) -> str:
+        """The Postfix map type: ``"lmdb"``, ``"regexp"``, ..."""
+        ...
+
+    @property
+    def fixed_keys(self) -> bool:
+        """Whether this is an exact-key table (as opposed to a pattern table)."""
+        ...
 
     @property
     def name(self) -> str:
@@ -125,7 +134,11 @@ class TableBuilder(Protocol):
         """Discard the build; the old table, if any, stays as it was."""
         ...
 
-    def __enter__(self) -> TableBuilder: ...
+    def __enter__(self) -> Self: ...
 
-    def __exit__(self, *exc: object) -> None: ...
-
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -155,3 +155,31 @@ def test_non_utf8_value_is_an_error_in_utf8_mode(tmp_path: Path) -> None:
         pytest.raises(PermanentLookupError),
     ):
         table.lookup("k")
+
+
+def test_readers_wait_for_a_writers_lock(tmp_path: Path) -> None:
+    """Postfix locks the .lmdb file with fcntl(); a lookup waits while a writer holds it."""
+    import time
+
+    build(tmp_path / "t", {"a": "1"}, OpenOptions())
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open('{tmp_path / 't.lmdb'}', os.O_RDWR)\n"
+            "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(0.6)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline() == "locked\n"
+    start = time.monotonic()
+    with open_table(f"lmdb:{tmp_path / 't'}") as table:
+        assert table.lookup("a") == "1"
+    waited = time.monotonic() - start
+    holder.wait()
+    assert waited > 0.3

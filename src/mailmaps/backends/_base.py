@@ -53,7 +53,7 @@ class BaseTable:
         return cls(name, options)
 
     @classmethod
-    def create(cls, name: str, options: OpenOptions) -> TableBuilder:
+    def create(cls, name: str, options: OpenOptions, *, mode: int = 0o644) -> TableBuilder:
         """Start a bulk build that replaces the table ``name`` (what ``postmap`` does).
 
         :raises UnsupportedOperation: the map type cannot be built from a source file.

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import ClassVar, Self
 
 from mailmaps.backends._base import BaseTable
@@ -198,7 +199,9 @@ class IndexedTable(BaseTable):
         raise NotImplementedError
 
     @classmethod
-    def write_file(cls, path: str, items: Iterable[tuple[bytes, bytes]], options: OpenOptions) -> None:
+    def write_file(
+        cls, path: str, items: Iterable[tuple[bytes, bytes]], options: OpenOptions
+    ) -> None:
         """Write a complete new table file at ``path`` from entries sorted by key."""
         raise NotImplementedError
 
@@ -220,17 +223,26 @@ class IndexedBuilder:
         self.mode = mode
         self.owner: tuple[int, int] | None = None
         self._entries: dict[bytes, bytes] = {}
-        self._nul = b"\0" if (
-            options.nul is NulMode.WITH
-            or (options.nul is NulMode.AUTO and table_cls.default_nul)
-        ) else b""
+        self._nul = (
+            b"\0"
+            if (
+                options.nul is NulMode.WITH
+                or (options.nul is NulMode.AUTO and table_cls.default_nul)
+            )
+            else b""
+        )
         self._done = False
         self.label = f"{table_cls.map_type}:{name}"
 
-    def __enter__(self) -> IndexedBuilder:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -259,16 +271,12 @@ class IndexedBuilder:
             if do_fold:
                 key = key.lower() if key.isascii() else fold_bytes(key, utf8)
             stored = key + nul
-            if stored not in store:
-                store[stored] = value + nul
-            elif policy is Duplicates.REPLACE:
+            if stored not in store or policy is Duplicates.REPLACE:
                 store[stored] = value + nul
             elif policy is Duplicates.WARN:
                 log.warning('%s: duplicate entry: "%s"', self._where(path, lineno), decode(key))
             elif policy is Duplicates.ERROR:
-                raise ConfigError(
-                    f'{self._where(path, lineno)}: duplicate entry: "{decode(key)}"'
-                )
+                raise ConfigError(f'{self._where(path, lineno)}: duplicate entry: "{decode(key)}"')
 
     def _where(self, path: str, lineno: int) -> str:
         if not path:

@@ -75,9 +75,7 @@ class InlineTable(MemoryTable):
     def _parse(self) -> None:
         name = self._name
         if self._utf8 and not is_valid_utf8(name):
-            raise ConfigError(
-                f'bad UTF-8 syntax: "inline:{name}"; need "inline:{{name=value...}}"'
-            )
+            raise ConfigError(f'bad UTF-8 syntax: "inline:{name}"; need "inline:{{name=value...}}"')
         body, err = extract_braced(name, strip=False)
         if err or not body:
             raise ConfigError(f'bad syntax: "inline:{name}"; need "inline:{{name=value...}}"')

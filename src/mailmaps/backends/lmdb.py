@@ -9,8 +9,8 @@ size is doubled and the write retried, as ``slmdb.c`` does.
 from __future__ import annotations
 
 import os
-from fcntl import LOCK_SH, LOCK_UN, lockf
 from collections.abc import Iterable, Iterator, Sequence
+from fcntl import LOCK_SH, LOCK_UN, lockf
 from typing import Any, ClassVar
 
 from mailmaps.backends._indexed import IndexedTable
@@ -31,6 +31,7 @@ def _value(raw: bytes, utf8: bool) -> str:
             shown = raw.decode("utf-8", "backslashreplace")
             raise PermanentLookupError(f'non-UTF-8 value "{shown}"') from None
     return raw.decode("utf-8", "surrogateescape")
+
 
 # Page overhead per entry is small; leave generous room so that a bulk build rarely retries.
 _ENTRY_OVERHEAD = 64

@@ -118,9 +118,13 @@ class Tool:
     finish_build: Callable[[Any, MainConfig, bool], None] | None = None
 
 
-def getopt(args: Sequence[str], optstring: str, prog: str) -> tuple[list[tuple[str, str]], list[str]]:
+def getopt(
+    args: Sequence[str], optstring: str, prog: str
+) -> tuple[list[tuple[str, str]], list[str]]:
     """POSIX getopt as Postfix uses it on Linux (``"+"``: stop at the first non-option)."""
-    takes_arg = {c for i, c in enumerate(optstring) if i + 1 < len(optstring) and optstring[i + 1] == ":"}
+    takes_arg = {
+        c for i, c in enumerate(optstring) if i + 1 < len(optstring) and optstring[i + 1] == ":"
+    }
     letters = set(optstring.replace(":", ""))
     found: list[tuple[str, str]] = []
     i = 0
@@ -556,9 +560,7 @@ class _Session:
                 raise Fatal(f"table {spec}: write error: {exc}") from exc
 
 
-def _progress(
-    entries: Iterator[Entry], data: bytes
-) -> Iterator[Entry]:
+def _progress(entries: Iterator[Entry], data: bytes) -> Iterator[Entry]:
     """Show a progress bar for large builds on a terminal; stay silent otherwise."""
     if len(data) < _PROGRESS_MIN or not sys.stderr.isatty():
         return entries
@@ -572,9 +574,7 @@ def _progress(
 _PROGRESS_MIN = 4 << 20
 
 
-def _with_progress(
-    entries: Iterator[Entry], total: int, progress_cls: Any
-) -> Iterator[Entry]:
+def _with_progress(entries: Iterator[Entry], total: int, progress_cls: Any) -> Iterator[Entry]:
     with progress_cls(transient=True) as progress:
         task = progress.add_task("building", total=total)
         for n, entry in enumerate(entries, 1):
