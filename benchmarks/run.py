@@ -23,26 +23,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 REAL = "/usr/sbin/postmap"
 OURS = [sys.executable, "-m", "mailmaps.cli.postmap"]
 
 
-def best(repeat: int, fn: Callable[[], None]) -> float:
-    """The best wall-clock time of ``repeat`` runs of ``fn``."""
+def best(repeat: int, cmd: Sequence[str], stdin: Path | None = None) -> float:
+    """The best wall-clock time of ``repeat`` runs of the command ``cmd``."""
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+        with open(stdin or os.devnull, "rb") as inp:
+            start = time.perf_counter()
+            subprocess.run(cmd, stdin=inp, stdout=subprocess.DEVNULL, check=True)
+            times.append(time.perf_counter() - start)
     return min(times)
-
-
-def run(cmd: Sequence[str], stdin: Path | None = None) -> None:
-    with open(stdin or os.devnull, "rb") as inp:
-        subprocess.run(cmd, stdin=inp, stdout=subprocess.DEVNULL, check=True)
 
 
 def make_source(path: Path, n: int) -> list[str]:
@@ -115,14 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             ours_src, real_src = d / f"ours-{map_type}", d / f"real-{map_type}"
             ours_src.symlink_to(src)
             real_src.symlink_to(src)
-            t_ours = best(repeat, lambda: run([*OURS, *conf, f"{map_type}:{ours_src}"]))
-            t_real = best(repeat, lambda: run([REAL, *conf, f"{map_type}:{real_src}"]))
+            t_ours = best(repeat, [*OURS, *conf, f"{map_type}:{ours_src}"])
+            t_real = best(repeat, [REAL, *conf, f"{map_type}:{real_src}"])
             row(f"build {map_type}: postmap {map_type}:file", t_ours, t_real, "s")
         for map_type in ("lmdb", "cdb"):
             ours_spec = f"{map_type}:{d / f'ours-{map_type}'}"
             real_spec = f"{map_type}:{d / f'real-{map_type}'}"
-            t_ours = best(repeat, lambda: run([*OURS, *conf, "-q", "-", ours_spec], d / "keys"))
-            t_real = best(repeat, lambda: run([REAL, *conf, "-q", "-", real_spec], d / "keys"))
+            t_ours = best(repeat, [*OURS, *conf, "-q", "-", ours_spec], d / "keys")
+            t_real = best(repeat, [REAL, *conf, "-q", "-", real_spec], d / "keys")
             row(f"batch {map_type}: postmap -q - ({n:,} keys)", t_ours, t_real, "s")
         sample = shuffled[: min(n, 300_000)]
         for map_type in ("lmdb", "cdb"):

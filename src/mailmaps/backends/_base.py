@@ -177,10 +177,10 @@ class BaseTable:
         raise NotImplementedError
 
     def _update(self, key: str, value: str) -> None:
-        raise UnsupportedOperation(f"table {self}: update is not supported")
+        raise UnsupportedOperation(f"table {self}: update operation is not supported")
 
     def _delete(self, key: str) -> bool:
-        raise UnsupportedOperation(f"table {self}: delete is not supported")
+        raise UnsupportedOperation(f"table {self}: delete operation is not supported")
 
     def _items(self) -> Iterator[tuple[str, str]]:
         raise UnsupportedOperation(f"table {self}: sequence operation is not supported")
