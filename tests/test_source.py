@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailmaps.source import logical_lines, parse_postmap_source, split_postmap_line
+from mailmaps.source import (
+    logical_lines,
+    parse_postmap_bulk,
+    parse_postmap_source,
+    split_postmap_line,
+)
 from tests.conftest import VECTORS
 
 
@@ -67,3 +75,37 @@ def test_fast_and_general_parsers_agree() -> None:
     fast = list(parse_postmap_source(data, "f", utf8=False))
     general = list(parse_postmap_source(data + b'"q" v\n', "f", utf8=False))[:-1]
     assert fast == general == [(b"a", b"b", 1), (b"B", b"c d", 4), (b"x:", b"y", 6)]
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_LINE = st.lists(
+    st.sampled_from(["k", "K", "v", " ", "\t", "#", ":", "é", "\r", "x"]), min_size=0, max_size=8
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=8), st.booleans(), st.booleans())
+def test_bulk_parser_agrees_with_the_line_parser(
+    lines: list[str], utf8: bool, final_newline: bool
+) -> None:
+    data = "\n".join(lines).encode() + (b"\n" if final_newline else b"")
+    bulk = parse_postmap_bulk(data, utf8=utf8)
+    if bulk is None:
+        return
+    logger = logging.getLogger("mailmaps")
+    handler = _Collect()
+    logger.addHandler(handler)
+    try:
+        slow = [(k, v) for k, v, _ in parse_postmap_source(data, "f", utf8=utf8)]
+    finally:
+        logger.removeHandler(handler)
+    assert handler.records == []  # the bulk parser only accepts sources needing no diagnostics
+    assert list(zip(*bulk, strict=True)) == slow

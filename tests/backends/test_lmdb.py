@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from mailmaps import ConfigError, Duplicates, NulMode, OpenOptions, create_table, open_table
+from mailmaps.backends._indexed import IndexedBuilder
 from mailmaps.testing import TableContract
 
 
@@ -183,3 +184,25 @@ def test_readers_wait_for_a_writers_lock(tmp_path: Path) -> None:
     waited = time.monotonic() - start
     holder.wait()
     assert waited > 0.3
+
+
+@pytest.mark.parametrize("policy", list(Duplicates))
+@pytest.mark.parametrize("nul", list(NulMode))
+@pytest.mark.parametrize("fold", [True, False])
+def test_add_bulk_agrees_with_add_many(
+    tmp_path: Path, policy: Duplicates, nul: NulMode, fold: bool
+) -> None:
+    keys = [b"a", b"B", b"b", "Müller".encode(), b"c", b"a"]
+    values = [b"1", b"2", b"3", b"4", b"x\ny", b"6"]
+    options = OpenOptions(duplicates=policy, nul=nul, fold=fold)
+    one = create_table(f"lmdb:{tmp_path / 'one'}", options)
+    two = create_table(f"lmdb:{tmp_path / 'two'}", options)
+    assert isinstance(one, IndexedBuilder) and isinstance(two, IndexedBuilder)
+    stored = one.add_bulk(keys, values)
+    has_dups = len({k.lower() if fold else k for k in keys}) != len(keys)
+    assert stored is not (has_dups and policy in (Duplicates.WARN, Duplicates.ERROR))
+    if stored:
+        two.add_many((k, v, n) for n, (k, v) in enumerate(zip(keys, values, strict=True), 1))
+        assert one._entries == two._entries
+    one.abort()
+    two.abort()

@@ -283,6 +283,47 @@ class IndexedBuilder:
             return self.label
         return f"{path}, line {lineno}" if lineno else path
 
+    def add_bulk(self, keys: list[bytes], values: list[bytes]) -> bool:
+        """Store parallel lists of keys and values into an empty build, fast.
+
+        This is :meth:`add_many` without per-entry work in the interpreter.  It declines (and
+        stores nothing) when it would have to warn or fail: when the build already has entries,
+        when a key or value is not UTF-8 in UTF-8 mode, or when there are duplicate keys and the
+        policy is to warn or to fail.  Returns whether it stored the entries.
+        """
+        opts = self.options
+        if self._entries or len(keys) != len(values):
+            return False
+        key_blob = b"\n".join(keys)
+        value_blob = b"\n".join(values)
+        ascii_keys = key_blob.isascii()
+        if opts.utf8 and not ((ascii_keys or _is_utf8(key_blob)) and _is_utf8(value_blob)):
+            return False
+        nul = self._nul
+        # Fold and terminate all keys (and values) in one pass over a joined copy when no key
+        # holds a newline: many times faster than a call per key.
+        if key_blob.count(b"\n") == len(keys) - 1 and (ascii_keys or not opts.fold):
+            if opts.fold:
+                key_blob = key_blob.lower()
+            keys = (key_blob.replace(b"\n", nul + b"\n") + nul).split(b"\n") if keys else []
+        elif opts.fold:
+            keys = [fold_bytes(k, opts.utf8) + nul for k in keys]
+        elif nul:
+            keys = [k + nul for k in keys]
+        if nul and value_blob.count(b"\n") == len(values) - 1:
+            values = (value_blob.replace(b"\n", b"\0\n") + b"\0").split(b"\n") if values else []
+        elif nul:
+            values = [v + nul for v in values]
+        if opts.duplicates is Duplicates.REPLACE:
+            store = dict(zip(keys, values, strict=True))
+        else:
+            # The first value of a key wins: build from the end, so earlier entries overwrite.
+            store = dict(zip(reversed(keys), reversed(values), strict=True))
+            if len(store) != len(keys) and opts.duplicates is not Duplicates.IGNORE:
+                return False
+        self._entries = store
+        return True
+
     def add_raw(self, key: bytes, value: bytes) -> None:
         """Store an entry exactly as given: no folding and no trailing NUL.
 
@@ -310,7 +351,11 @@ class IndexedBuilder:
         os.close(fd)
         try:
             os.unlink(tmp)  # the writer creates the file itself
-            self.table_cls.write_file(tmp, sorted(self._entries.items()), self.options)
+            entries = self._entries
+            keys = sorted(entries)
+            self.table_cls.write_file(
+                tmp, list(zip(keys, map(entries.__getitem__, keys), strict=True)), self.options
+            )
             os.chmod(tmp, self.mode)
             if self.owner is not None:
                 os.chown(tmp, *self.owner)

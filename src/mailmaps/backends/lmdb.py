@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from fcntl import LOCK_SH, LOCK_UN, lockf
+from itertools import chain
 from typing import Any, ClassVar
 
 from mailmaps.backends._indexed import IndexedTable
@@ -234,8 +235,8 @@ class LmdbTable(IndexedTable):
         cls, path: str, items: Iterable[tuple[bytes, bytes]], options: OpenOptions
     ) -> None:
         lmdb = _driver()
-        entries = list(items)
-        need = sum(len(k) + len(v) + _ENTRY_OVERHEAD for k, v in entries) * 2
+        entries = items if isinstance(items, list) else list(items)
+        need = (sum(map(len, chain.from_iterable(entries))) + len(entries) * _ENTRY_OVERHEAD) * 2
         size = max(options.lmdb_map_size, need)
         for _ in range(_MAX_GROWTH):
             env = lmdb.open(path, subdir=False, lock=False, map_size=size, max_dbs=0)

@@ -114,6 +114,10 @@ class Tool:
     usage: str
     separator: bytes
     parse_source: Callable[[bytes, str, bool, bool], Iterator[Entry]]
+    #: A fast parser for sources that need no diagnostics (see ``parse_postmap_bulk``).
+    parse_bulk: Callable[[bytes, bool, bool], tuple[list[bytes], list[bytes]] | None] = (
+        lambda data, utf8, rhs_is_file: None
+    )
     #: Called after a build with ``(builder_or_table, config, incremental)``.
     finish_build: Callable[[Any, MainConfig, bool], None] | None = None
 
@@ -532,9 +536,13 @@ class _Session:
         builder: Any = create_table(spec, self.options, mode=mode)
         if opts.as_owner and os.getuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
             builder.owner = (st.st_uid, st.st_gid)
-        entries = self.tool.parse_source(data, spec.name, self.options.utf8, opts.rhs_is_file)
         with builder:
-            builder.add_many(_progress(entries, data), spec.name)
+            bulk = self.tool.parse_bulk(data, self.options.utf8, opts.rhs_is_file)
+            if bulk is None or not builder.add_bulk(*bulk):
+                entries = self.tool.parse_source(
+                    data, spec.name, self.options.utf8, opts.rhs_is_file
+                )
+                builder.add_many(_progress(entries, data), spec.name)
             if self.tool.finish_build is not None:
                 self.tool.finish_build(builder, self.config, False)
 

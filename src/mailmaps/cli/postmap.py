@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from mailmaps.cli._common import Tool, run
-from mailmaps.source import Entry, parse_postmap_source
+from mailmaps.source import Entry, parse_postmap_bulk, parse_postmap_source
 
 __all__ = ["TOOL", "main"]
 
@@ -18,12 +18,19 @@ def _parse(data: bytes, path: str, utf8: bool, rhs_is_file: bool) -> Iterator[En
     return parse_postmap_source(data, path, utf8=utf8, rhs_is_file=rhs_is_file)
 
 
+def _parse_bulk(
+    data: bytes, utf8: bool, rhs_is_file: bool
+) -> tuple[list[bytes], list[bytes]] | None:
+    return parse_postmap_bulk(data, utf8=utf8, rhs_is_file=rhs_is_file)
+
+
 TOOL = Tool(
     prog="postmap",
     optstring="bc:d:fFhijmnNopq:rsuUvw",
     usage="[-bfFhijmnNoprsuUvw] [-c config_dir] [-d key] [-q key] [map_type:]file...",
     separator=b"\t",
     parse_source=_parse,
+    parse_bulk=_parse_bulk,
 )
 
 
