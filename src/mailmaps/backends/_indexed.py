@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -139,6 +139,41 @@ class IndexedTable(BaseTable):
                     self._try_with = False
                     return decode(_c_string(value))
         return None
+
+    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
+        # One lock for the whole batch, and lookup() inlined for ASCII keys.
+        out: list[str | None] = []
+        append = out.append
+        get, fold, utf8 = self._get, self._fold, self._utf8
+        with self._lock(False):
+            self._batch = True
+            try:
+                for key in keys:
+                    if key.isascii():
+                        raw = (key.lower() if fold else key).encode()
+                    else:
+                        prepared = self.prepare_key(key)
+                        if prepared is None:
+                            append(None)
+                            continue
+                        raw = encode(prepared)
+                    value = None
+                    if self._try_with:
+                        value = get(raw + b"\0")
+                        if value is not None:
+                            self._try_without = False
+                    if value is None and self._try_without:
+                        value = get(raw)
+                        if value is not None:
+                            self._try_with = False
+                    if value is None:
+                        append(None)
+                        continue
+                    text = decode(_c_string(value))
+                    append(self._check_value(key, text) if utf8 else text)
+            finally:
+                self._batch = False
+        return out
 
     def _update(self, key: str, value: str) -> None:
         raw_key = encode(key)
