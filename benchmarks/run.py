@@ -62,6 +62,16 @@ def lookup_rate(spec: str, keys: list[str], lock: bool) -> float:
         return len(keys) / (time.perf_counter() - start)
 
 
+def lookup_many_rate(spec: str, keys: list[str], lock: bool) -> float:
+    from mailmaps import OpenOptions, open_table
+
+    with open_table(spec, OpenOptions(lock=lock)) as table:
+        start = time.perf_counter()
+        for i in range(0, len(keys), 4096):
+            table.lookup_many(keys[i : i + 4096])
+        return len(keys) / (time.perf_counter() - start)
+
+
 def driver_rate(path: Path, keys: list[str]) -> float:
     import lmdb
 
@@ -126,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for lock in (False, True):
                 rate = max(lookup_rate(spec, sample, lock) for _ in range(repeat))
                 row(f"in-process {map_type} lookup(), lock={lock}", rate, None, "/s")
+            rate = max(lookup_many_rate(spec, sample, True) for _ in range(repeat))
+            row(f"in-process {map_type} lookup_many(), 4096 keys a call", rate, None, "/s")
         floor = max(driver_rate(d / "ours-lmdb.lmdb", sample) for _ in range(repeat))
         row("bare py-lmdb Transaction.get (the floor)", floor, None, "/s")
     if args.markdown:

@@ -9,7 +9,6 @@ import random
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,64 +21,13 @@ from mailmaps.backends.cdb import CdbTable, djb_hash
 from mailmaps.errors import ConfigError, PermanentLookupError, UnsupportedOperation
 from mailmaps.maps import create_table, open_table
 from mailmaps.table import Duplicates, NulMode, OpenOptions
+from tests.backends._support import ENTRIES, QUERIES, backdate, build, write_source
 
 POSTMAP = "/usr/sbin/postmap"
 READ_ONLY = (
     "dict_cdb_open: inappropriate open flags for cdb database"
     " - specify O_RDONLY or O_WRONLY|O_CREAT|O_TRUNC"
 )
-
-#: Entries as a postmap source would have them: keys with quotes, spaces, UTF-8, upper case.
-ENTRIES: list[tuple[str, str]] = [
-    ("Plain@Example.COM", "v1"),
-    ('"quoted key"@example.com', "v2 with spaces"),
-    ('"a b"', "c d"),
-    ("Ünïcödé@Exämple.org", "ü-value"),
-    ("Straße@x.de", "strasse"),
-    ("UPPER", "UP"),
-    ("@domain.example", "catch-all"),
-    ("key:with=punct", "a,b;c"),
-]
-
-#: Lookups: every key in other cases, and misses.
-QUERIES: list[str] = [
-    "plain@example.com",
-    "PLAIN@EXAMPLE.COM",
-    '"quoted key"@example.com',
-    '"QUOTED KEY"@EXAMPLE.COM',
-    '"a b"',
-    '"A B"',
-    "ünïcödé@exämple.org",
-    "ÜNÏCÖDÉ@EXÄMPLE.ORG",
-    "STRASSE@X.DE",
-    "straße@x.de",
-    "upper",
-    "@DOMAIN.example",
-    "key:with=punct",
-    "missing@example.com",
-    "a b",
-]
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-def backdate(path: Path) -> None:
-    """Make ``path`` older than Postfix's "changed in the last seconds" windows."""
-    old = time.time() - 120
-    os.utime(path, (old, old))
-
-
-def write_source(path: Path, entries: list[tuple[str, str]]) -> Path:
-    path.write_text("".join(f"{k} {v}\n" for k, v in entries), encoding="utf-8")
-    backdate(path)
-    return path
-
-
-def build(spec: str, entries: list[tuple[str, str]], options: OpenOptions | None = None) -> None:
-    with create_table(spec, options) as builder:
-        for key, value in entries:
-            builder.add(key, value)
 
 
 def records(path: Path) -> list[tuple[bytes, bytes]]:
