@@ -40,8 +40,8 @@ from mailmaps.rfc822 import (
     split_alias_line,
     unquote_local,
 )
+from tests.conftest import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[1].parent / "shared" / "postfix" / "vectors"
 GLOBAL_VECTORS = VECTORS / "src" / "global"
 
 POSTALIAS = Path("/usr/sbin/postalias")
