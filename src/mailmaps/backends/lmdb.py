@@ -83,30 +83,35 @@ class LmdbTable(IndexedTable):
             self._txn = self._env.begin(buffers=False)
 
     def lookup(self, key: str) -> str | None:
+        # The hot path, flattened into one call: an ASCII key needs no UTF-8 check and only
+        # ASCII folding; with locks off, one long read transaction answers.
         try:
-            return self._lookup_fast(key)
+            if not key.isascii() or self._lock_fd < 0:
+                return super().lookup(key)
+            raw = (key.lower() if self._fold else key).encode()
+            txn = self._txn
+            if txn is None:
+                return self._lookup_locked(raw)
+            value = None
+            if self._try_with:
+                value = txn.get(raw + b"\0")
+                if value is not None:
+                    self._try_without = False
+            if value is None and self._try_without:
+                value = txn.get(raw)
+                if value is None:
+                    return None
+                self._try_with = False
+            if value is None:
+                return None
+            nul = value.find(b"\0")
+            if nul >= 0:
+                value = value[:nul]
+            return value.decode() if self._utf8 else value.decode("utf-8", "surrogateescape")
         except self._lmdb.Error as exc:
             raise PermanentLookupError(f"error reading {self}: {exc}") from exc
-
-    def _lookup_fast(self, key: str) -> str | None:
-        # The hot path, flattened: an ASCII key needs no UTF-8 check and only ASCII folding.
-        if not key.isascii() or self._lock_fd < 0:
-            return super().lookup(key)
-        raw = (key.lower() if self._fold else key).encode()
-        if self._txn is None:
-            return self._lookup_locked(raw)
-        get = self._txn.get
-        if self._try_with:
-            value = get(raw + b"\0")
-            if value is not None:
-                self._try_without = False
-                return _value(value, self._utf8)
-        if self._try_without:
-            value = get(raw)
-            if value is not None:
-                self._try_with = False
-                return _value(value, self._utf8)
-        return None
+        except UnicodeDecodeError as exc:
+            raise PermanentLookupError(f'{self}: key "{key}": non-UTF-8 value') from exc
 
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         # One shared lock and one read transaction for the whole batch: a batch sees one
