@@ -92,7 +92,7 @@ class LmdbTable(IndexedTable):
             txn = self._txn
             if txn is None:
                 return self._lookup_locked(raw)
-            value = None
+            value: bytes | None = None
             if self._try_with:
                 value = txn.get(raw + b"\0")
                 if value is not None:
