@@ -109,3 +109,23 @@ def test_bulk_parser_agrees_with_the_line_parser(
         logger.removeHandler(handler)
     assert handler.records == []  # the bulk parser only accepts sources needing no diagnostics
     assert list(zip(*bulk, strict=True)) == slow
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINE, max_size=8), st.booleans(), st.sampled_from([b"", b"\0"]))
+def test_bulk_parser_terminates_entries(lines: list[str], utf8: bool, terminator: bytes) -> None:
+    data = "\n".join(lines).encode() + b"\n"
+    plain = parse_postmap_bulk(data, utf8=utf8)
+    terminated = parse_postmap_bulk(data, utf8=utf8, terminator=terminator)
+    if plain is None:
+        assert terminated is None
+        return
+    assert terminated is not None
+    assert terminated == ([k + terminator for k in plain[0]], [v + terminator for v in plain[1]])
+
+
+@pytest.mark.parametrize("sep", [b"\t", b" "])
+def test_bulk_parser_refuses_empty_keys_and_values(sep: bytes) -> None:
+    for data in (sep + b"v\nk" + sep + b"v\n", b"k" + sep + b"\nk2" + sep + b"v\n"):
+        for terminator in (b"", b"\0"):
+            assert parse_postmap_bulk(data, utf8=False, terminator=terminator) is None

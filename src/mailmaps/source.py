@@ -166,17 +166,18 @@ def parse_postmap_source(
 
 
 def parse_postmap_bulk(
-    data: bytes, *, utf8: bool, rhs_is_file: bool = False
+    data: bytes, *, utf8: bool, rhs_is_file: bool = False, terminator: bytes = b""
 ) -> tuple[list[bytes], list[bytes]] | None:
     """Parse a source that needs no diagnostics into parallel key and value lists, fast.
 
     Returns ``None`` when the source has anything that the line-by-line parser must handle or
     warn about (continuation lines, quotes, a line without a value, a ``key:``, bad UTF-8); use
-    :func:`parse_postmap_source` then.  Otherwise the result is what that parser would yield.
+    :func:`parse_postmap_source` then.  Otherwise the result is what that parser would yield,
+    with ``terminator`` (say, a NUL byte) appended to every key and value.
     """
     if rhs_is_file or not _is_plain(data, utf8):
         return None
-    pairs = _split_uniform(data)
+    pairs = _split_uniform(data, terminator)
     if pairs is None:
         if not _is_simple(data, utf8):
             return None
@@ -185,17 +186,22 @@ def parse_postmap_bulk(
         parts = [line.split(None, 1) for line in lines if line and line[0] not in skip]
         if parts and min(map(len, parts)) < 2:
             return None
-        pairs = [p[0] for p in parts], [p[1].rstrip() for p in parts]
-    if b":" in data and b":\n" in b"\n".join(pairs[0]) + b"\n":
+        pairs = (
+            [p[0] + terminator for p in parts],
+            [p[1].rstrip() + terminator for p in parts],
+        )
+    colon = b":" + terminator + b"\n"
+    if b":" in data and colon in b"\n".join(pairs[0]) + b"\n":
         return None  # a "key: value" line: the line parser warns about it
     return pairs
 
 
-def _split_uniform(data: bytes) -> tuple[list[bytes], list[bytes]] | None:
+def _split_uniform(data: bytes, terminator: bytes) -> tuple[list[bytes], list[bytes]] | None:
     # The fastest case, typical of generated tables: every line is "key SEP value" with one
     # and the same single whitespace character SEP, and no other whitespace, comments or blank
-    # lines.  Then splitting the whole text at whitespace alternates keys and values.  (The
-    # checks look for single bytes where they can: that is many times faster on large files.)
+    # lines.  Then splitting the whole text at whitespace alternates keys and values, and the
+    # terminator can be put in place before the split.  (The checks look for single bytes where
+    # they can: that is many times faster on large files.)
     body = data[:-1] if data.endswith(b"\n") else data
     if not body or (b"#" in body and (body.startswith(b"#") or b"\n#" in body)):
         return None
@@ -205,9 +211,13 @@ def _split_uniform(data: bytes) -> tuple[list[bytes], list[bytes]] | None:
         lines = body.split(b"\n")
         if set(map(bytes.count, lines, repeat(sep))) != {1}:
             return None
+        if terminator:
+            body = body.replace(sep, terminator + sep).replace(b"\n", terminator + b"\n")
+            body += terminator
         tokens = body.split()
-        if len(tokens) != 2 * len(lines):
-            return None  # some line has an empty key or value
+        # An empty key or value: a missing token, or a token that is only the terminator.
+        if len(tokens) != 2 * len(lines) or (terminator and terminator in tokens):
+            return None
         return tokens[0::2], tokens[1::2]
     return None
 

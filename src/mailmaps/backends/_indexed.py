@@ -318,13 +318,21 @@ class IndexedBuilder:
             return self.label
         return f"{path}, line {lineno}" if lineno else path
 
-    def add_bulk(self, keys: list[bytes], values: list[bytes]) -> bool:
+    @property
+    def terminator(self) -> bytes:
+        """What ends every stored key and value: a NUL byte, or nothing (``-N``/``-n``)."""
+        return self._nul
+
+    def add_bulk(self, keys: list[bytes], values: list[bytes], *, terminated: bool = False) -> bool:
         """Store parallel lists of keys and values into an empty build, fast.
 
         This is :meth:`add_many` without per-entry work in the interpreter.  It declines (and
         stores nothing) when it would have to warn or fail: when the build already has entries,
         when a key or value is not UTF-8 in UTF-8 mode, or when there are duplicate keys and the
         policy is to warn or to fail.  Returns whether it stored the entries.
+
+        :param terminated: every key and value already ends with :attr:`terminator` (as
+            :func:`mailmaps.source.parse_postmap_bulk` can arrange at no cost).
         """
         opts = self.options
         if self._entries or len(keys) != len(values):
@@ -334,19 +342,20 @@ class IndexedBuilder:
         ascii_keys = key_blob.isascii()
         if opts.utf8 and not ((ascii_keys or _is_utf8(key_blob)) and _is_utf8(value_blob)):
             return False
-        nul = self._nul
+        nul = b"" if terminated else self._nul
         # Fold and terminate all keys (and values) in one pass over a joined copy when no key
         # holds a newline: many times faster than a call per key.
-        if key_blob.count(b"\n") == len(keys) - 1 and (ascii_keys or not opts.fold):
+        single_line = key_blob.count(b"\n") == len(keys) - 1
+        if keys and single_line and (ascii_keys or not opts.fold) and (opts.fold or nul):
             if opts.fold:
                 key_blob = key_blob.lower()
-            keys = (key_blob.replace(b"\n", nul + b"\n") + nul).split(b"\n") if keys else []
+            keys = (key_blob.replace(b"\n", nul + b"\n") + nul).split(b"\n")
         elif opts.fold:
             keys = [fold_bytes(k, opts.utf8) + nul for k in keys]
         elif nul:
             keys = [k + nul for k in keys]
-        if nul and value_blob.count(b"\n") == len(values) - 1:
-            values = (value_blob.replace(b"\n", b"\0\n") + b"\0").split(b"\n") if values else []
+        if values and nul and value_blob.count(b"\n") == len(values) - 1:
+            values = (value_blob.replace(b"\n", nul + b"\n") + nul).split(b"\n")
         elif nul:
             values = [v + nul for v in values]
         if opts.duplicates is Duplicates.REPLACE:
@@ -386,11 +395,8 @@ class IndexedBuilder:
         os.close(fd)
         try:
             os.unlink(tmp)  # the writer creates the file itself
-            entries = self._entries
-            keys = sorted(entries)
-            self.table_cls.write_file(
-                tmp, list(zip(keys, map(entries.__getitem__, keys), strict=True)), self.options
-            )
+            # Sorting the items is cheaper than sorting the keys and looking each value up.
+            self.table_cls.write_file(tmp, sorted(self._entries.items()), self.options)
             os.chmod(tmp, self.mode)
             if self.owner is not None:
                 os.chown(tmp, *self.owner)

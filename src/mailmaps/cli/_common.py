@@ -115,8 +115,8 @@ class Tool:
     separator: bytes
     parse_source: Callable[[bytes, str, bool, bool], Iterator[Entry]]
     #: A fast parser for sources that need no diagnostics (see ``parse_postmap_bulk``).
-    parse_bulk: Callable[[bytes, bool, bool], tuple[list[bytes], list[bytes]] | None] = (
-        lambda data, utf8, rhs_is_file: None
+    parse_bulk: Callable[[bytes, bool, bool, bytes], tuple[list[bytes], list[bytes]] | None] = (
+        lambda data, utf8, rhs_is_file, terminator: None
     )
     #: Called after a build with ``(builder_or_table, config, incremental)``.
     finish_build: Callable[[Any, MainConfig, bool], None] | None = None
@@ -537,8 +537,9 @@ class _Session:
         if opts.as_owner and os.getuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
             builder.owner = (st.st_uid, st.st_gid)
         with builder:
-            bulk = self.tool.parse_bulk(data, self.options.utf8, opts.rhs_is_file)
-            if bulk is None or not builder.add_bulk(*bulk):
+            terminator = builder.terminator
+            bulk = self.tool.parse_bulk(data, self.options.utf8, opts.rhs_is_file, terminator)
+            if bulk is None or not builder.add_bulk(*bulk, terminated=True):
                 entries = self.tool.parse_source(
                     data, spec.name, self.options.utf8, opts.rhs_is_file
                 )

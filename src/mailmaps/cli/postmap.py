@@ -19,9 +19,9 @@ def _parse(data: bytes, path: str, utf8: bool, rhs_is_file: bool) -> Iterator[En
 
 
 def _parse_bulk(
-    data: bytes, utf8: bool, rhs_is_file: bool
+    data: bytes, utf8: bool, rhs_is_file: bool, terminator: bytes
 ) -> tuple[list[bytes], list[bytes]] | None:
-    return parse_postmap_bulk(data, utf8=utf8, rhs_is_file=rhs_is_file)
+    return parse_postmap_bulk(data, utf8=utf8, rhs_is_file=rhs_is_file, terminator=terminator)
 
 
 TOOL = Tool(
