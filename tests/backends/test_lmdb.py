@@ -206,3 +206,14 @@ def test_add_bulk_agrees_with_add_many(
         assert one._entries == two._entries
     one.abort()
     two.abort()
+
+
+def test_map_grows_when_the_size_estimate_falls_short(tmp_path: Path) -> None:
+    # The build sizes the map from a sample of entries; one huge value outside the sample must
+    # still fit, by doubling the map as Postfix does.
+    entries = {f"k{i:06d}": "v" for i in range(50_000)}
+    entries["k000001x"] = "h" * (8 << 20)
+    build(tmp_path / "t", entries, OpenOptions(lmdb_map_size=1 << 16))
+    with open_table(f"lmdb:{tmp_path / 't'}") as table:
+        assert table.lookup("k000001x") == "h" * (8 << 20)
+        assert table.lookup("k049999") == "v"

@@ -20,6 +20,8 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from operator import eq, itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
@@ -258,6 +260,8 @@ class IndexedBuilder:
         self.mode = mode
         self.owner: tuple[int, int] | None = None
         self._entries: dict[bytes, bytes] = {}
+        # What add_bulk() stored: entries sorted by key, with no duplicate keys.
+        self._sorted: list[tuple[bytes, bytes]] = []
         self._nul = (
             b"\0"
             if (
@@ -298,7 +302,7 @@ class IndexedBuilder:
         opts = self.options
         utf8, do_fold, nul = opts.utf8, opts.fold, self._nul
         policy = opts.duplicates
-        store = self._entries
+        store = self._store()
         for key, value, lineno in entries:
             if utf8 and not (_is_utf8(key) and _is_utf8(value)):
                 self._warn_non_utf8(key, value, self._where(path, lineno))
@@ -335,11 +339,11 @@ class IndexedBuilder:
             :func:`mailmaps.source.parse_postmap_bulk` can arrange at no cost).
         """
         opts = self.options
-        if self._entries or len(keys) != len(values):
+        if self._entries or self._sorted or len(keys) != len(values):
             return False
         key_blob = b"\n".join(keys)
-        value_blob = b"\n".join(values)
         ascii_keys = key_blob.isascii()
+        value_blob = b"\n".join(values) if opts.utf8 or not terminated else b""
         if opts.utf8 and not ((ascii_keys or _is_utf8(key_blob)) and _is_utf8(value_blob)):
             return False
         nul = b"" if terminated else self._nul
@@ -358,13 +362,19 @@ class IndexedBuilder:
             values = (value_blob.replace(b"\n", nul + b"\n") + nul).split(b"\n")
         elif nul:
             values = [v + nul for v in values]
+        # Sort first: then a duplicate key sits next to its twin and no dict is needed.
+        items = sorted(zip(keys, values, strict=True))
+        ordered = list(map(itemgetter(0), items))
+        if not any(map(eq, ordered, islice(ordered, 1, None))):
+            self._sorted = items
+            return True
         if opts.duplicates is Duplicates.REPLACE:
             store = dict(zip(keys, values, strict=True))
-        else:
+        elif opts.duplicates is Duplicates.IGNORE:
             # The first value of a key wins: build from the end, so earlier entries overwrite.
             store = dict(zip(reversed(keys), reversed(values), strict=True))
-            if len(store) != len(keys) and opts.duplicates is not Duplicates.IGNORE:
-                return False
+        else:
+            return False
         self._entries = store
         return True
 
@@ -373,7 +383,7 @@ class IndexedBuilder:
 
         postalias uses this for the NIS entries ``YP_LAST_MODIFIED`` and ``YP_MASTER_NAME``.
         """
-        self._entries[key] = value
+        self._store()[key] = value
 
     def _warn_non_utf8(self, key: bytes, value: bytes, where: str) -> None:
         prefix = where or self.label
@@ -382,8 +392,15 @@ class IndexedBuilder:
         else:
             log.warning('%s: key "%s": non-UTF-8 value -- ignoring this entry', prefix, decode(key))
 
+    def _store(self) -> dict[bytes, bytes]:
+        # The dict of entries, taking in what add_bulk() stored.
+        if self._sorted:
+            self._entries = dict(self._sorted)
+            self._sorted = []
+        return self._entries
+
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._sorted)
 
     def commit(self) -> None:
         """Write the table beside the target and rename it into place."""
@@ -396,7 +413,8 @@ class IndexedBuilder:
         try:
             os.unlink(tmp)  # the writer creates the file itself
             # Sorting the items is cheaper than sorting the keys and looking each value up.
-            self.table_cls.write_file(tmp, sorted(self._entries.items()), self.options)
+            items = self._sorted if not self._entries else sorted(self._store().items())
+            self.table_cls.write_file(tmp, items, self.options)
             os.chmod(tmp, self.mode)
             if self.owner is not None:
                 os.chown(tmp, *self.owner)
@@ -408,9 +426,9 @@ class IndexedBuilder:
                 raise ConfigError(f"create database {self.path}: {exc.strerror or exc}") from exc
             raise
         finally:
-            self._entries = {}
+            self._entries, self._sorted = {}, []
 
     def abort(self) -> None:
         """Discard the build; the target is untouched."""
         self._done = True
-        self._entries = {}
+        self._entries, self._sorted = {}, []

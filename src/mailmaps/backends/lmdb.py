@@ -241,7 +241,11 @@ class LmdbTable(IndexedTable):
     ) -> None:
         lmdb = _driver()
         entries = items if isinstance(items, list) else list(items)
-        need = (sum(map(len, chain.from_iterable(entries))) + len(entries) * _ENTRY_OVERHEAD) * 2
+        # Size the map from a sample of the entries; if that falls short, the map doubles.
+        step = max(1, len(entries) // 4096)
+        sample = entries[::step]
+        per_entry = sum(map(len, chain.from_iterable(sample))) / max(1, len(sample))
+        need = int((per_entry + _ENTRY_OVERHEAD) * len(entries) * 2)
         size = max(options.lmdb_map_size, need)
         for _ in range(_MAX_GROWTH):
             env = lmdb.open(path, subdir=False, lock=False, map_size=size, max_dbs=0)
