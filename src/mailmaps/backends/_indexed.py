@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import eq, itemgetter
 from pathlib import Path
@@ -127,54 +127,69 @@ class IndexedTable(BaseTable):
 
     # -- NUL conventions --------------------------------------------------------------------
 
-    def _lookup(self, key: str) -> str | None:
-        raw = encode(key)
-        with self._lock(False):
-            if self._try_with:
-                value = self._get(raw + b"\0")
-                if value is not None:
-                    self._try_without = False
-                    return decode(_c_string(value))
-            if self._try_without:
-                value = self._get(raw)
-                if value is not None:
-                    self._try_with = False
-                    return decode(_c_string(value))
+    def _probe(self, get: Callable[[bytes], bytes | None], raw: bytes) -> bytes | None:
+        """Find ``raw`` with ``get`` as stored with or without its NUL; the form that matches
+        first is the only one tried from then on (``dict_lmdb_lookup()``, ``dict_db_get()``).
+
+        The hot loops of :meth:`_lookup_batch` and ``LmdbTable.lookup`` inline this on purpose.
+        """
+        if self._try_with:
+            value = get(raw + b"\0")
+            if value is not None:
+                self._try_without = False
+                return value
+        if self._try_without:
+            value = get(raw)
+            if value is not None:
+                self._try_with = False
+                return value
         return None
 
+    def _lookup(self, key: str) -> str | None:
+        with self._lock(False):
+            value = self._probe(self._get, encode(key))
+        return None if value is None else decode(_c_string(value))
+
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
-        # One lock for the whole batch, and lookup() inlined for ASCII keys.
-        out: list[str | None] = []
-        append = out.append
-        get, fold, utf8 = self._get, self._fold, self._utf8
+        # One lock for the whole batch.
         with self._lock(False):
             self._batch = True
             try:
-                for key in keys:
-                    if key.isascii():
-                        raw = (key.lower() if fold else key).encode()
-                    else:
-                        prepared = self.prepare_key(key)
-                        if prepared is None:
-                            append(None)
-                            continue
-                        raw = encode(prepared)
-                    value = None
-                    if self._try_with:
-                        value = get(raw + b"\0")
-                        if value is not None:
-                            self._try_without = False
-                    if value is None and self._try_without:
-                        value = get(raw)
-                        if value is not None:
-                            self._try_with = False
-                    if value is None:
-                        append(None)
-                        continue
-                    text = decode(_c_string(value))
-                    append(self._check_value(key, text) if utf8 else text)
+                return self._lookup_batch(self._get, keys)
             finally:
                 self._batch = False
+
+    def _lookup_batch(
+        self, get: Callable[[bytes], bytes | None], keys: Sequence[str]
+    ) -> list[str | None]:
+        # lookup() inlined into one loop for ASCII keys, with _probe() inlined too: this is the
+        # loop behind "postmap -q -", and a call per key costs more than the lookup itself.
+        out: list[str | None] = []
+        append = out.append
+        fold, utf8 = self._fold, self._utf8
+        for key in keys:
+            if key.isascii():
+                raw = (key.lower() if fold else key).encode()
+            else:
+                prepared = self.prepare_key(key)
+                if prepared is None:
+                    append(None)
+                    continue
+                raw = encode(prepared)
+            value = None
+            if self._try_with:
+                value = get(raw + b"\0")
+                if value is not None:
+                    self._try_without = False
+            if value is None and self._try_without:
+                value = get(raw)
+                if value is not None:
+                    self._try_with = False
+            if value is None:
+                append(None)
+                continue
+            text = decode(_c_string(value))
+            append(self._check_value(key, text) if utf8 else text)
         return out
 
     def _update(self, key: str, value: str) -> None:
@@ -216,6 +231,12 @@ class IndexedTable(BaseTable):
             pairs = list(self._raw_items())
         for key, value in pairs:
             yield decode(_c_string(key)), decode(_c_string(value))
+
+    def close(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        super().close()
 
     # -- what each file format implements ---------------------------------------------------
 

@@ -198,10 +198,7 @@ class _BerkeleyTable(IndexedTable):
                     self._env.close()
                     self._env = None
         finally:
-            if self._lock_fd >= 0:
-                os.close(self._lock_fd)
-                self._lock_fd = -1
-            super().close()
+            super().close()  # closes the lock descriptor too
 
     @classmethod
     def write_file(

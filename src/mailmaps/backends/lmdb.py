@@ -83,8 +83,8 @@ class LmdbTable(IndexedTable):
             self._txn = self._env.begin(buffers=False)
 
     def lookup(self, key: str) -> str | None:
-        # The hot path, flattened into one call: an ASCII key needs no UTF-8 check and only
-        # ASCII folding; with locks off, one long read transaction answers.
+        # The hot path, flattened into one call with _probe() inlined: an ASCII key needs no
+        # UTF-8 check and only ASCII folding; with locks off, one long read transaction answers.
         try:
             if not key.isascii() or self._lock_fd < 0:
                 return super().lookup(key)
@@ -116,73 +116,26 @@ class LmdbTable(IndexedTable):
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         # One shared lock and one read transaction for the whole batch: a batch sees one
         # consistent table, and a writer waits at most for one batch.
-        if self._lock_fd < 0 or self._txn is not None:
-            return super().lookup_many(keys)
-        lockf(self._lock_fd, LOCK_SH)
         try:
-            with self._env.begin(buffers=False) as txn:
-                self._txn = txn
-                self._batch = True
+            if self._txn is not None:  # lock-free: the long read transaction answers
+                return self._lookup_batch(self._txn.get, keys)
+            if self._lock_fd < 0:
+                return super().lookup_many(keys)
+            with self._lock(False), self._env.begin(buffers=False) as txn:
+                self._txn, self._batch = txn, True
                 try:
                     return self._lookup_batch(txn.get, keys)
                 finally:
-                    self._txn = None
-                    self._batch = False
-        finally:
-            lockf(self._lock_fd, LOCK_UN)
-
-    def _lookup_batch(self, get: Any, keys: Sequence[str]) -> list[str | None]:
-        # lookup() inlined into one loop; the sticky NUL detection lives in locals meanwhile.
-        out: list[str | None] = []
-        append = out.append
-        fold, utf8 = self._fold, self._utf8
-        with_nul, without_nul = self._try_with, self._try_without
-        try:
-            for key in keys:
-                if not key.isascii():
-                    self._try_with, self._try_without = with_nul, without_nul
-                    append(super().lookup(key))
-                    with_nul, without_nul = self._try_with, self._try_without
-                    continue
-                raw = (key.lower() if fold else key).encode()
-                value = None
-                if with_nul:
-                    value = get(raw + b"\0")
-                    if value is not None:
-                        without_nul = False
-                if value is None and without_nul:
-                    value = get(raw)
-                    if value is not None:
-                        with_nul = False
-                if value is None:
-                    append(None)
-                    continue
-                nul = value.find(b"\0")
-                if nul >= 0:
-                    value = value[:nul]
-                append(value.decode() if utf8 else value.decode("utf-8", "surrogateescape"))
-        except UnicodeDecodeError as exc:
-            raise PermanentLookupError(f"{self}: non-UTF-8 value") from exc
+                    self._txn, self._batch = None, False
         except self._lmdb.Error as exc:
             raise PermanentLookupError(f"error reading {self}: {exc}") from exc
-        finally:
-            self._try_with, self._try_without = with_nul, without_nul
-        return out
 
     def _lookup_locked(self, raw: bytes) -> str | None:
         fd = self._lock_fd
         lockf(fd, LOCK_SH)
         try:
             with self._env.begin(buffers=False) as txn:
-                value = None
-                if self._try_with:
-                    value = txn.get(raw + b"\0")
-                    if value is not None:
-                        self._try_without = False
-                if value is None and self._try_without:
-                    value = txn.get(raw)
-                    if value is not None:
-                        self._try_with = False
+                value = self._probe(txn.get, raw)
         finally:
             lockf(fd, LOCK_UN)
         return None if value is None else _value(value, self._utf8)
@@ -230,9 +183,6 @@ class LmdbTable(IndexedTable):
         if self._env is not None:
             self._env.close()
             self._env = None
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
         super().close()
 
     @classmethod
