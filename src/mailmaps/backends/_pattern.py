@@ -1,0 +1,50 @@
+"""What the rule-file tables (regexp, pcre, cidr) share: where their rules come from.
+
+A rule table is a file of logical lines, or an inline list of rules in the spec itself
+(``regexp:{ {/a/ x}, {/b/ y} }``, ``dict_stream.c``): the outer braces are removed, then each
+``{rule}`` item, separated by commas or whitespace, becomes one line of an in-memory file with its
+surrounding whitespace removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailmaps.errors import ConfigError
+from mailmaps.spec import extract_braced, split_list
+from mailmaps.text import encode
+
+__all__ = ["inline_rules", "read_rule_source"]
+
+
+def inline_rules(name: str) -> str:
+    """Turn an inline table body ``{ {rule}, {rule} }`` into file text, one rule per line.
+
+    :raises ValueError: with Postfix's wording of the syntax error.
+    """
+    body, err = extract_braced(name, strip=False)
+    if err:
+        raise ValueError(err)
+    lines = []
+    for item in split_list(body, ", \t\n\r\v\f", "{}"):
+        rule, err = extract_braced(item, strip=True)
+        if err:
+            raise ValueError(err)
+        lines.append(rule + "\n")
+    return "".join(lines)
+
+
+def read_rule_source(map_type: str, name: str) -> bytes:
+    """Return the rule text of the table ``map_type:name``: the file, or the inline rules.
+
+    :raises ConfigError: the file cannot be read, or the inline syntax is wrong.
+    """
+    if name.startswith("{"):
+        try:
+            return encode(inline_rules(name))
+        except ValueError as exc:
+            raise ConfigError(f"{map_type} map: {exc}") from exc
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"open {name}: {exc.strerror}") from exc
