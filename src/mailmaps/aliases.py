@@ -17,6 +17,7 @@ from typing import Any
 
 from mailmaps.rfc822 import split_alias_line
 from mailmaps.source import Entry, c_string, logical_lines
+from mailmaps.text import printable
 
 __all__ = ["add_signature", "parse_aliases_source"]
 
@@ -31,7 +32,7 @@ def parse_aliases_source(data: bytes, path: str, *, utf8: bool) -> Iterator[Entr
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError:
-                shown = raw.decode("utf-8", "backslashreplace")
+                shown = printable(raw)
                 log.warning(
                     '%s, line %d: non-UTF-8 input "%s" -- ignoring this line', path, lineno, shown
                 )

@@ -29,6 +29,8 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "hash": "mailmaps.backends.hashdb:HashTable",
     "inline": "mailmaps.backends.inline:InlineTable",
     "lmdb": "mailmaps.backends.lmdb:LmdbTable",
+    "pcre": "mailmaps.backends.pcre:PcreTable",
+    "regexp": "mailmaps.backends.regexp:RegexpTable",
     "static": "mailmaps.backends.static:StaticTable",
     "texthash": "mailmaps.backends.texthash:TexthashTable",
 }

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
 
+from mailmaps.text import printable
+
 __all__ = [
     "Entry",
     "base64_file_value",
@@ -261,7 +263,7 @@ def _parse_general(data: bytes, path: str, utf8: bool, rhs_is_file: bool) -> Ite
                     '%s, line %d: non-UTF-8 input "%s" -- ignoring this line',
                     path,
                     lineno,
-                    line.decode("utf-8", "backslashreplace"),
+                    printable(line),
                 )
                 continue
         parts = split_postmap_line(line)

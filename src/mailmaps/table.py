@@ -59,6 +59,9 @@ class OpenOptions:
     :param lock: take Postfix-style ``fcntl`` locks on indexed files (shared to read, exclusive to
         write), so that a concurrent ``postmap -i`` by real Postfix cannot be read half-done.
     :param lmdb_map_size: initial LMDB map size (``lmdb_map_size``); it doubles when full.
+    :param regsub: allow ``$n`` substitution in regexp and pcre results.  Postfix opens
+        transport_maps, the sender-dependent maps and alias_maps without it
+        (``DICT_FLAG_NO_REGSUB``): rules that use ``$n`` are skipped with a warning.
     """
 
     fold: bool = True
@@ -68,6 +71,7 @@ class OpenOptions:
     rhs_is_file: bool = False
     lock: bool = True
     lmdb_map_size: int = 16777216
+    regsub: bool = True
 
     def but(self, **changes: object) -> OpenOptions:
         """Return a copy with some fields changed."""

@@ -7,14 +7,18 @@ a round trip unchanged (``postmap -u`` tables may hold them).
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "decode",
     "encode",
     "fold",
     "is_valid_utf8",
+    "printable",
 ]
 
 _ENC = "utf-8"
+_UNPRINTABLE = re.compile(rb"[^\x20-\x7e]")
 _ERR = "surrogateescape"
 
 
@@ -52,3 +56,27 @@ def fold(text: str, utf8: bool) -> str:
     if utf8:
         return text.casefold()
     return encode(text).lower().decode(_ENC, _ERR)
+
+
+def printable(text: str | bytes, utf8: bool = True) -> str:
+    """Make text safe to log as Postfix's ``printable()`` does: every byte that is not printable
+    ASCII becomes ``?``, except (with ``utf8``) the bytes of what looks like a UTF-8 character.
+
+    Postfix passes every log message through this, so warnings about bad input read the same.
+    """
+    data = encode(text) if isinstance(text, str) else text
+    if data.isascii() and not _UNPRINTABLE.search(data):
+        return data.decode("ascii")
+    out = bytearray(data)
+    i, n = 0, len(out)
+    while i < n:
+        ch = out[i]
+        if 32 <= ch < 127:
+            pass
+        elif utf8 and 194 <= ch <= 254 and i + 1 < n and 128 <= out[i + 1] < 192:
+            while i + 1 < n and 128 <= out[i + 1] < 192:
+                i += 1
+        else:
+            out[i] = 0x3F  # '?'
+        i += 1
+    return out.decode(_ENC, "replace")

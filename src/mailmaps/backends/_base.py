@@ -15,7 +15,7 @@ from typing import ClassVar, Self
 
 from mailmaps.errors import PermanentLookupError, UnsupportedOperation
 from mailmaps.table import OpenOptions, TableBuilder
-from mailmaps.text import fold, is_valid_utf8
+from mailmaps.text import fold, is_valid_utf8, printable
 
 __all__ = ["BaseTable"]
 
@@ -87,7 +87,7 @@ class BaseTable:
             log.warning(
                 '%s: non-UTF-8 key "%s": malformed UTF-8 or invalid codepoint',
                 self,
-                key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
+                printable(key),
             )
             return None
         if self._fold:
@@ -96,7 +96,7 @@ class BaseTable:
 
     def _check_value(self, key: str, value: str) -> str:
         if self._utf8 and not is_valid_utf8(value):
-            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            shown = printable(value)
             log.warning('%s: key "%s": non-UTF-8 value "%s"', self, key, shown)
             raise PermanentLookupError(f'{self}: key "{key}": non-UTF-8 value "{shown}"')
         return value

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from mailmaps.backends._indexed import IndexedTable
 from mailmaps.errors import BackendUnavailable, ConfigError, PermanentLookupError
 from mailmaps.table import OpenOptions
+from mailmaps.text import printable
 
 __all__ = ["LmdbTable"]
 
@@ -29,7 +30,7 @@ def _value(raw: bytes, utf8: bool) -> str:
         try:
             return raw.decode()
         except UnicodeDecodeError:
-            shown = raw.decode("utf-8", "backslashreplace")
+            shown = printable(raw)
             raise PermanentLookupError(f'non-UTF-8 value "{shown}"') from None
     return raw.decode("utf-8", "surrogateescape")
 

@@ -28,7 +28,7 @@ from mailmaps.maps import create_table, open_table
 from mailmaps.source import Entry, decode_file_value
 from mailmaps.spec import MapSpec
 from mailmaps.table import Duplicates, NulMode, OpenOptions
-from mailmaps.text import decode, encode
+from mailmaps.text import decode, encode, printable
 
 __all__ = ["Fatal", "Options", "Tool", "run"]
 
@@ -49,10 +49,12 @@ class _Handler(logging.Handler):
         super().__init__(logging.WARNING)
         self.prog = prog
         self.stream = stream
+        #: Postfix's util_utf8_enable (smtputf8_enable): UTF-8 in messages is kept.
+        self.utf8 = True
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "error" if record.levelno >= logging.ERROR else "warning"
-        text = record.getMessage()
+        text = printable(record.getMessage(), self.utf8)
         self.stream.write(f"{self.prog}: {level}: {text}\n")
         self.stream.flush()
 
@@ -244,7 +246,7 @@ def run(tool: Tool, argv: Sequence[str] | None = None) -> int:
     log.propagate = False
     out = BlockOutput(sys.stdout.buffer)
     try:
-        return _main(tool, args, out)
+        return _main(tool, args, out, handler)
     except _Usage:
         _fatal(tool, f"usage: {tool.prog} {tool.usage}")
     except (Fatal, MailmapsError) as exc:
@@ -269,9 +271,10 @@ def _fatal(tool: Tool, text: str) -> None:
     sys.stderr.flush()
 
 
-def _main(tool: Tool, args: list[str], out: BlockOutput) -> int:
+def _main(tool: Tool, args: list[str], out: BlockOutput, handler: _Handler) -> int:
     opts = parse_args(tool, args)
     config = _load_config(opts)
+    handler.utf8 = config.get_bool("smtputf8_enable")
     default_type = config.get("default_database_type") or "lmdb"
     any_key = opts.header or opts.body or opts.mime
     if any_key and opts.query != "-":

@@ -1,0 +1,481 @@
+"""The rule language of ``regexp:`` and ``pcre:`` tables (``dict_regexp.c``, ``dict_pcre.c``).
+
+A table is a list of rules read from logical lines::
+
+    /pattern/flags  result with $1 and ${2}
+    !/pattern/      result when the pattern does not match
+    if /pattern/
+    /pattern/       result, tried only when the IF matched
+    endif
+
+The first rule that matches the key (searched, not anchored; keys are never case-folded) gives
+the result, with ``$n`` replaced by group n of its pattern.  Loading follows Postfix to the
+letter, warnings included: a bad rule is skipped with a warning naming the table and line; an
+ENDIF without IF is ignored; an IF without ENDIF hides the rest of the table when it is false; an
+IF whose pattern does not compile is dropped, but its ENDIF is still counted and may close an
+outer IF.
+
+Evaluation has two routes with the same answers.  The plain route walks the rules in order as
+Postfix does.  With a :mod:`~mailmaps.engines.prefilter` (large tables), one pass over the key
+finds every positive pattern that might match; the only rules that can then give the answer are
+those candidates and the negated rules, each reachable only when its enclosing IFs hold, so the
+exact engine runs on a handful of rules instead of all of them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, Self
+
+from mailmaps.backends._base import BaseTable
+from mailmaps.backends._pattern import read_rule_source
+from mailmaps.engines import CompileError
+from mailmaps.source import base64_file_value, logical_lines
+from mailmaps.table import OpenOptions
+from mailmaps.text import decode, encode
+
+__all__ = ["Pattern", "Rule", "RuleKind", "RuleTable", "parse_replacement"]
+
+log = logging.getLogger("mailmaps")
+
+_SPACE = b" \t\n\r\v\f"
+_ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_NAME = _ALNUM | {ord("_")}
+
+
+class Engine(Protocol):
+    """What a compiled pattern offers (PosixRegex, PcreRegex)."""
+
+    nsub: int
+
+    def search(self, subject: bytes) -> bool: ...
+
+    def match(self, subject: bytes) -> list[tuple[int, int]] | None: ...
+
+
+class RuleKind(enum.Enum):
+    MATCH = "match"
+    IF = "if"
+    ENDIF = "endif"
+
+
+@dataclass(slots=True)
+class Pattern:
+    """One ``[!]/pattern/flags`` of a rule."""
+
+    text: bytes
+    flags: bytes
+    positive: bool
+    options: int  # the engine's option bits after the flags
+    engine: Any = None  # the compiled pattern (PosixRegex or PcreRegex)
+    pid: int = -1  # position in the table's pattern list
+
+
+@dataclass(slots=True)
+class Rule:
+    """One loaded rule.  ``replacement`` is a list of literal bytes and group numbers."""
+
+    kind: RuleKind
+    lineno: int
+    first: Pattern | None = None
+    second: Pattern | None = None
+    replacement: list[bytes | int] = field(default_factory=list)
+    max_sub: int = 0
+    endif: int = -1  # IF: index of the matching ENDIF, or -1 when there is none
+    parents: tuple[int, ...] = ()  # indexes of the enclosing IF rules, outermost first
+
+    @property
+    def literal(self) -> bytes | None:
+        """The result when it has no ``$n``: the text, with ``$$`` already made ``$``."""
+        if self.max_sub:
+            return None
+        return b"".join(part for part in self.replacement if isinstance(part, bytes))
+
+
+class _Problem(Exception):
+    """A rule is skipped; the message is the warning after ``map NAME, line N: ``."""
+
+
+def parse_replacement(
+    text: bytes,
+    warn: Callable[[str], None],
+    mac_warn: Callable[[str], None],
+    zero_index: str = "out-of-range replacement index",
+) -> list[bytes | int] | None:
+    """Split replacement text into literals and ``$n`` references as ``mac_parse()`` does.
+
+    ``$$`` is ``$``; ``$name`` takes letters, digits and ``_``; ``${...}`` and ``$(...)`` may
+    nest.  A reference must be all digits and at least 1.  Returns ``None`` (after the warnings
+    Postfix gives) when the text is unusable.
+    """
+    parts: list[bytes | int] = []
+    buf = bytearray()
+    error = False
+    i, n = 0, len(text)
+    shown = text.decode("utf-8", "surrogateescape")
+    while i < n:
+        ch = text[i]
+        if ch != 0x24:  # '$'
+            buf.append(ch)
+            i += 1
+            continue
+        if i + 1 < n and text[i + 1] == 0x24:
+            buf.append(0x24)
+            i += 2
+            continue
+        if buf:
+            parts.append(bytes(buf))
+            buf.clear()
+        i += 1
+        if i < n and text[i] in b"({":
+            opening = text[i]
+            closing = 0x29 if opening == 0x28 else 0x7D
+            level = 1
+            i += 1
+            j = i
+            while level > 0:
+                if j >= n:
+                    mac_warn(f'truncated macro reference: "{shown}"')
+                    error = True
+                    break
+                if text[j] == opening:
+                    level += 1
+                elif text[j] == closing:
+                    level -= 1
+                j += 1
+            if error:
+                break
+            name = text[i : j - 1]
+            i = j
+        else:
+            j = i
+            while j < n and text[j] in _NAME:
+                j += 1
+            name = text[i:j]
+            i = j
+        if not name:
+            mac_warn(f'empty macro name: "{shown}"')
+            error = True
+            break
+        shown_name = name.decode("utf-8", "surrogateescape")
+        if not name.isdigit():
+            warn(f'non-numeric replacement index "{shown_name}"')
+            error = True
+            continue
+        number = int(name)
+        if number < 1:
+            warn(f'{zero_index} "{shown_name}"')
+            error = True
+            continue
+        parts.append(number)
+    if error:
+        return None
+    if buf:
+        parts.append(bytes(buf))
+    return parts
+
+
+class RuleTable(BaseTable):
+    """Base of the ``regexp:`` and ``pcre:`` tables: loading, and both evaluation routes.
+
+    Subclasses describe their dialect: the default options, the flag letters, whether
+    ``/a/!/b/`` is allowed, and how a pattern is compiled.
+    """
+
+    fixed_keys: ClassVar[bool] = False
+    #: Whether the flags of a pattern stop at ``!`` (regexp's second-pattern form).
+    second_pattern: ClassVar[bool] = False
+    #: Wording of the "no closing delimiter" warning's end.
+    unclosed_action: ClassVar[str] = "skipping this rule"
+    #: Wording of the warning for ``$0``.
+    zero_index: ClassVar[str] = "out-of-range replacement index"
+    default_options: ClassVar[int] = 0
+
+    def __init__(self, name: str, options: OpenOptions) -> None:
+        super().__init__(name, options)
+        self.rules: list[Rule] = []
+        self.patterns: list[Pattern] = []
+        self._prefilter: Any = None
+        self._neg_rules: list[int] = []  # rules to try whatever the prefilter says
+        self._rule_of: list[int] = []  # pattern id -> index of its MATCH rule, or -1
+
+    # -- what a dialect provides ----------------------------------------------------------------
+
+    def _flag(self, letter: int, options: int, lineno: int) -> int:
+        """Apply one flag letter to ``options``; raise :class:`_Problem` for an unknown one."""
+        raise NotImplementedError
+
+    def _compile(self, pattern: Pattern, *, groups: bool) -> Any:
+        """Compile ``pattern``; ``groups`` says whether sub-matches will be asked for.
+
+        :raises CompileError: with the warning text Postfix gives.
+        """
+        raise NotImplementedError
+
+    def _exec_context(self) -> Any:
+        """A context manager every evaluation runs in (the C locale for POSIX)."""
+        raise NotImplementedError
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
+        table = super().open(name, options, writable=writable)
+        table._load(read_rule_source(cls.map_type, name))
+        return table
+
+    def _warn(self, lineno: int, text: str) -> None:
+        log.warning("%s map %s, line %d: %s", self.map_type, self._name, lineno, text)
+
+    def _load(self, data: bytes) -> None:
+        rules = self.rules
+        stack: list[int] = []
+        for lineno, raw in logical_lines(data, self._name):
+            line = raw.split(b"\0", 1)[0].rstrip(_SPACE)
+            if not line:
+                continue
+            try:
+                rule = self._parse_line(line, lineno, nesting=len(stack))
+            except _Problem as exc:
+                self._warn(lineno, str(exc))
+                continue
+            if rule is None:
+                continue
+            rule.parents = tuple(stack)
+            if rule.kind is RuleKind.IF:
+                stack.append(len(rules))
+            elif rule.kind is RuleKind.ENDIF:
+                rules[stack.pop()].endif = len(rules)
+            rules.append(rule)
+        for index in reversed(stack):
+            self._warn(rules[index].lineno, "IF has no matching ENDIF")
+        self._index()
+
+    def _index(self) -> None:
+        """Number the patterns and note the rules every evaluation must try."""
+        for index, rule in enumerate(self.rules):
+            for pattern in (rule.first, rule.second):
+                if pattern is not None:
+                    pattern.pid = len(self.patterns)
+                    self.patterns.append(pattern)
+                    self._rule_of.append(
+                        index if rule.kind is RuleKind.MATCH and pattern is rule.first else -1
+                    )
+            if rule.kind is RuleKind.MATCH and rule.first and not rule.first.positive:
+                self._neg_rules.append(index)
+
+    def _get_pattern(self, text: bytes, i: int, lineno: int) -> tuple[Pattern, int]:
+        """Parse ``[!...]DELIM pattern DELIM flags`` at ``text[i:]``; return it and the end."""
+        positive = True
+        n = len(text)
+        while i < n:
+            if text[i] == 0x21:  # '!'
+                positive = not positive
+            elif text[i] not in _SPACE:
+                break
+            i += 1
+        if i >= n:
+            raise _Problem("no regexp: skipping this rule")
+        delim = text[i]
+        i += 1
+        start = i
+        while i < n:
+            if text[i] == 0x5C:  # backslash: keep it, skip what it protects
+                if i + 1 >= n:
+                    break
+                i += 1
+            elif text[i] == delim:
+                break
+            i += 1
+        if i >= n:
+            shown = bytes([delim]).decode("utf-8", "surrogateescape")
+            raise _Problem(f'no closing regexp delimiter "{shown}": {self.unclosed_action}')
+        body = text[start:i]
+        i += 1
+        flags_start = i
+        options = self.default_options
+        while i < n and text[i] not in _SPACE and not (self.second_pattern and text[i] == 0x21):
+            options = self._flag(text[i], options, lineno)
+            i += 1
+        return Pattern(body, text[flags_start:i], positive, options), i
+
+    def _compile_or_skip(self, pattern: Pattern, *, groups: bool) -> None:
+        try:
+            pattern.engine = self._compile(pattern, groups=groups)
+        except CompileError as exc:
+            raise _Problem(str(exc)) from exc
+
+    def _parse_line(self, line: bytes, lineno: int, nesting: int) -> Rule | None:
+        if line[0] not in _ALNUM:
+            return self._parse_match(line, lineno)
+        if line[:2].lower() == b"if" and (len(line) == 2 or line[2] not in _ALNUM):
+            i = 2
+            while i < len(line) and line[i] in _SPACE:
+                i += 1
+            pattern, i = self._get_pattern(line, i, lineno)
+            extra = line[i:].lstrip(_SPACE)
+            if extra:
+                shown = extra.decode("utf-8", "surrogateescape")
+                self._warn(lineno, f'ignoring extra text after IF statement: "{shown}"')
+                self._warn(lineno, "do not prepend whitespace to statements between IF and ENDIF")
+            self._compile_or_skip(pattern, groups=False)
+            return Rule(RuleKind.IF, lineno, first=pattern)
+        if line[:5].lower() == b"endif" and (len(line) == 5 or line[5] not in _ALNUM):
+            if nesting == 0:
+                raise _Problem("ignoring ENDIF without matching IF")
+            if line[5:].lstrip(_SPACE):
+                self._warn(lineno, "ignoring extra text after ENDIF")
+            return Rule(RuleKind.ENDIF, lineno)
+        raise _Problem("ignoring unrecognized request")
+
+    def _parse_match(self, line: bytes, lineno: int) -> Rule:
+        first, i = self._get_pattern(line, 0, lineno)
+        second = None
+        if self.second_pattern and i < len(line) and line[i] == 0x21:
+            second, i = self._get_pattern(line, i, lineno)
+        text = line[i:].lstrip(_SPACE)
+        if not text:
+            self._warn(lineno, "no replacement text: using empty string")
+        if self.options.rhs_is_file:
+            try:
+                text = base64_file_value(decode(text))
+            except (OSError, ValueError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise _Problem(f"{reason}: skipping this rule") from exc
+        replacement = parse_replacement(
+            text,
+            lambda msg: self._warn(lineno, msg),
+            lambda msg: log.warning("%s", msg),
+            self.zero_index,
+        )
+        if replacement is None:
+            raise _Problem("bad replacement syntax: skipping this rule")
+        max_sub = max((p for p in replacement if isinstance(p, int)), default=0)
+        if max_sub and not first.positive:
+            raise _Problem("$number found in negative match replacement text: skipping this rule")
+        if max_sub and not self.options.regsub:
+            raise _Problem("regular expression substitution is not allowed: skipping this rule")
+        self._compile_or_skip(first, groups=max_sub > 0)
+        if max_sub > first.engine.nsub:
+            raise _Problem(f'out of range replacement index "{max_sub}": skipping this rule')
+        if second is not None:
+            self._compile_or_skip(second, groups=False)
+        return Rule(RuleKind.MATCH, lineno, first, second, replacement, max_sub)
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def _test(self, rule: Rule, pattern: Pattern, key: bytes) -> bool:
+        """Whether ``pattern``'s condition holds for ``key``; an engine error counts as false."""
+        try:
+            found = pattern.engine.search(key)
+        except RuntimeError as exc:
+            self._exec_warning(rule, exc)
+            return False
+        return bool(found) == pattern.positive
+
+    def _exec_warning(self, rule: Rule, exc: Exception) -> None:
+        self._warn(rule.lineno, str(exc))
+
+    def _fire(self, rule: Rule, key: bytes) -> bytes | None:
+        """The result of MATCH ``rule`` for ``key``, or ``None`` when it does not match."""
+        first = rule.first
+        assert first is not None
+        if rule.max_sub:
+            try:
+                spans = first.engine.match(key)
+            except RuntimeError as exc:
+                self._exec_warning(rule, exc)
+                return None
+            if spans is None:
+                return None
+        elif not self._test(rule, first, key):
+            return None
+        else:
+            spans = None
+        if rule.second is not None and not self._test(rule, rule.second, key):
+            return None
+        if spans is None:
+            literal = rule.literal
+            assert literal is not None
+            return literal
+        out = []
+        for part in rule.replacement:
+            if isinstance(part, int):
+                start, end = spans[part]
+                if start >= 0:
+                    out.append(key[start:end])
+            else:
+                out.append(part)
+        return b"".join(out)
+
+    def _scan(self, key: bytes) -> bytes | None:
+        """Postfix's loop: every rule in order."""
+        rules = self.rules
+        i, n = 0, len(rules)
+        while i < n:
+            rule = rules[i]
+            if rule.kind is RuleKind.MATCH:
+                result = self._fire(rule, key)
+                if result is not None:
+                    return result
+            elif rule.kind is RuleKind.IF:
+                assert rule.first is not None
+                if not self._test(rule, rule.first, key):
+                    if rule.endif < 0:
+                        return None
+                    i = rule.endif
+            i += 1
+        return None
+
+    def _filtered(self, key: bytes, candidates: Sequence[int]) -> bytes | None:
+        """The answer from the rules that can give it, given the prefilter's ``candidates``
+        (ids of positive patterns that might match; every other positive pattern does not)."""
+        rules = self.rules
+        rule_of = self._rule_of
+        order = sorted({rule_of[pid] for pid in candidates if rule_of[pid] >= 0})
+        neg = self._neg_rules
+        if neg:
+            order = sorted(set(order).union(neg))
+        if not order:
+            return None
+        maybe = set(candidates)
+        truth: dict[int, bool] = {}
+        for index in order:
+            rule = rules[index]
+            reachable = True
+            for parent in rule.parents:
+                ok = truth.get(parent)
+                if ok is None:
+                    cond = rules[parent]
+                    assert cond.first is not None
+                    if cond.first.positive and cond.first.pid not in maybe:
+                        ok = False
+                    else:
+                        ok = self._test(cond, cond.first, key)
+                    truth[parent] = ok
+                if not ok:
+                    if rules[parent].endif < 0:
+                        return None  # an IF without ENDIF that is false ends the search
+                    reachable = False
+                    break
+            if not reachable:
+                continue
+            result = self._fire(rule, key)
+            if result is not None:
+                return result
+        return None
+
+    def _lookup_bytes(self, key: bytes) -> bytes | None:
+        key = key.split(b"\0", 1)[0]
+        with self._exec_context():
+            prefilter = self._prefilter
+            if prefilter is None:
+                return self._scan(key)
+            return self._filtered(key, prefilter.candidates(key))
+
+    def _lookup(self, key: str) -> str | None:
+        result = self._lookup_bytes(encode(key))
+        return None if result is None else decode(result)
