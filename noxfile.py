@@ -25,7 +25,7 @@ nox.options.sessions = ["tests", "lint", "mypy", "docs"]
 nox.options.reuse_venv = "yes"
 
 #: The package's own extras that the test suite exercises.
-PACKAGE = ".[lmdb,bdb,cdb,progress]"
+PACKAGE = ".[lmdb,bdb,cdb,pcre,progress]"
 #: Everything ruff checks and formats.
 LINT_PATHS = ("src", "tests", "noxfile.py", "benchmarks", "docs")
 #: The ``berkeleydb`` package compiles against the system's Berkeley DB (Debian: libdb-dev).

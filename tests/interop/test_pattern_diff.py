@@ -4,7 +4,8 @@ Seeded generators write rule files full of tricky cases (flags, negation, nested
 IF/ENDIF, substitutions good and bad, POSIX alternatives where longest and first differ, basic
 REs, bracket expressions, back-references, bad patterns) and keys (ASCII, UTF-8, malformed
 bytes, upper case).  Both postmaps must print the same stdout, the same warnings and exit with
-the same status, for ``-q KEY`` and ``-q -``, in ASCII and UTF-8 mode.
+the same status, for ``-q KEY`` and ``-q -``, in ASCII and UTF-8 mode, and on both evaluation
+routes (rule by rule, and through the prefilter).
 """
 
 from __future__ import annotations
@@ -18,6 +19,15 @@ import pytest
 from tests.conftest import REAL_POSTMAP, Result, run_ours, run_real
 
 pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(autouse=True, params=["never", "always"])
+def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Run every test on both evaluation routes: rule by rule, and through the prefilter."""
+    monkeypatch.setenv("MAILMAPS_PREFILTER", request.param)
+    monkeypatch.setenv("MAILMAPS_CACHE_DIR", str(tmp_path / "cache"))
+    return str(request.param)
+
 
 # Pattern pieces that exercise the engines: ERE and PCRE share most of this syntax, and where
 # they don't, both sides must still agree (a compile error is a skipped rule with a warning).

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
@@ -33,6 +34,7 @@ from typing import Any, ClassVar, Protocol, Self
 from mailmaps.backends._base import BaseTable
 from mailmaps.backends._pattern import read_rule_source
 from mailmaps.engines import CompileError
+from mailmaps.engines.prefilter import Expression, Prefilter
 from mailmaps.source import base64_file_value, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode, encode
@@ -178,11 +180,24 @@ def parse_replacement(
     return parts
 
 
+#: Lookups a table answers rule by rule before it builds its prefilter: building one costs
+#: about as much as this many rule-by-rule lookups, whatever the table's size (a cached
+#: prefilter is used at once).
+PREFILTER_AFTER = 64
+#: Tables with fewer positive patterns than this are always evaluated rule by rule.
+PREFILTER_MIN_PATTERNS = 8
+
+
+def prefilter_policy() -> str:
+    """``MAILMAPS_PREFILTER``: ``auto`` (the default), ``always`` or ``never``."""
+    return os.environ.get("MAILMAPS_PREFILTER", "auto")
+
+
 class RuleTable(BaseTable):
     """Base of the ``regexp:`` and ``pcre:`` tables: loading, and both evaluation routes.
 
     Subclasses describe their dialect: the default options, the flag letters, whether
-    ``/a/!/b/`` is allowed, and how a pattern is compiled.
+    ``/a/!/b/`` is allowed, how a pattern is compiled and how the prefilter sees it.
     """
 
     fixed_keys: ClassVar[bool] = False
@@ -198,7 +213,8 @@ class RuleTable(BaseTable):
         super().__init__(name, options)
         self.rules: list[Rule] = []
         self.patterns: list[Pattern] = []
-        self._prefilter: Any = None
+        self._prefilter: Prefilter | None = None
+        self._countdown = PREFILTER_AFTER  # lookups until the prefilter is built; -1: never
         self._neg_rules: list[int] = []  # rules to try whatever the prefilter says
         self._rule_of: list[int] = []  # pattern id -> index of its MATCH rule, or -1
 
@@ -217,6 +233,10 @@ class RuleTable(BaseTable):
 
     def _exec_context(self) -> Any:
         """A context manager every evaluation runs in (the C locale for POSIX)."""
+        raise NotImplementedError
+
+    def _expression(self, pattern: Pattern) -> Expression:
+        """How the prefilter sees ``pattern`` (an expression of at least its matches)."""
         raise NotImplementedError
 
     # -- loading ------------------------------------------------------------------------------
@@ -253,6 +273,7 @@ class RuleTable(BaseTable):
         for index in reversed(stack):
             self._warn(rules[index].lineno, "IF has no matching ENDIF")
         self._index()
+        self._plan_prefilter()
 
     def _index(self) -> None:
         """Number the patterns and note the rules every evaluation must try."""
@@ -266,6 +287,29 @@ class RuleTable(BaseTable):
                     )
             if rule.kind is RuleKind.MATCH and rule.first and not rule.first.positive:
                 self._neg_rules.append(index)
+
+    def _positive_patterns(self) -> list[Pattern]:
+        """The patterns the prefilter speaks for: positive first patterns and positive IFs."""
+        return [rule.first for rule in self.rules if rule.first is not None and rule.first.positive]
+
+    def _plan_prefilter(self) -> None:
+        policy = prefilter_policy()
+        if policy == "never" or len(self._positive_patterns()) < PREFILTER_MIN_PATTERNS:
+            self._countdown = -1
+        if policy == "always":
+            self.build_prefilter()
+        elif self._countdown >= 0:
+            self.build_prefilter(cached_only=True)
+
+    def build_prefilter(self, *, cached_only: bool = False) -> bool:
+        """Build the prefilter now (normally done after a few lookups); return whether the
+        table has one.  With ``cached_only``, only a prefilter found in the cache is used."""
+        if self._prefilter is None:
+            expressions = [self._expression(p) for p in self._positive_patterns()]
+            self._prefilter = Prefilter.build(expressions, cached_only=cached_only)
+        if self._prefilter is not None or not cached_only:
+            self._countdown = -1  # built, or cannot be: don't try again
+        return self._prefilter is not None
 
     def _get_pattern(self, text: bytes, i: int, lineno: int) -> tuple[Pattern, int]:
         """Parse ``[!...]DELIM pattern DELIM flags`` at ``text[i:]``; return it and the end."""
@@ -470,6 +514,10 @@ class RuleTable(BaseTable):
 
     def _lookup_bytes(self, key: bytes) -> bytes | None:
         key = key.split(b"\0", 1)[0]
+        if self._countdown > 0:
+            self._countdown -= 1
+        elif self._countdown == 0:
+            self.build_prefilter()
         with self._exec_context():
             prefilter = self._prefilter
             if prefilter is None:
@@ -479,3 +527,8 @@ class RuleTable(BaseTable):
     def _lookup(self, key: str) -> str | None:
         result = self._lookup_bytes(encode(key))
         return None if result is None else decode(result)
+
+    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
+        if 0 <= self._countdown <= len(keys):
+            self.build_prefilter()
+        return super().lookup_many(keys)

@@ -24,6 +24,13 @@ from mailmaps.engines.pcre2 import (
     PcreRegex,
     error_message,
 )
+from mailmaps.engines.prefilter import (
+    HS_CASELESS,
+    HS_DOTALL,
+    HS_MULTILINE,
+    Expression,
+    anchored_literal,
+)
 
 __all__ = ["PcreTable"]
 
@@ -68,3 +75,20 @@ class PcreTable(RuleTable):
 
     def _exec_warning(self, rule: Rule, exc: Exception) -> None:
         self._warn(rule.lineno, error_message(int(str(exc))))
+
+    def _expression(self, pattern: Pattern) -> Expression:
+        options = pattern.options
+        text = pattern.text.split(b"\0", 1)[0]
+        flags = HS_CASELESS if options & PCRE2_CASELESS else 0
+        flags |= HS_DOTALL if options & PCRE2_DOTALL else 0
+        flags |= HS_MULTILINE if options & PCRE2_MULTILINE else 0
+        literal = None
+        if not options & (PCRE2_MULTILINE | PCRE2_EXTENDED):
+            literal = anchored_literal(text)
+        if options & PCRE2_EXTENDED:
+            text = b"(?x)" + text
+        if options & PCRE2_ANCHORED:
+            text = b"\\A(?:" + text + (b"\n)" if options & PCRE2_EXTENDED else b")")
+        # UNGREEDY and DOLLAR_ENDONLY change which match is found or narrow "$": without them
+        # the expression still matches at least as much.
+        return Expression(pattern.pid, text, flags, literal)

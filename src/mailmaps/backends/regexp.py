@@ -19,6 +19,14 @@ from mailmaps.engines.posix import (
     REG_NOSUB,
     PosixRegex,
     c_locale,
+    ere_to_pcre,
+)
+from mailmaps.engines.prefilter import (
+    HS_CASELESS,
+    HS_DOTALL,
+    HS_MULTILINE,
+    Expression,
+    anchored_literal,
 )
 
 __all__ = ["RegexpTable"]
@@ -46,3 +54,13 @@ class RegexpTable(RuleTable):
 
     def _exec_context(self) -> AbstractContextManager[None]:
         return c_locale()
+
+    def _expression(self, pattern: Pattern) -> Expression:
+        options = pattern.options
+        text = pattern.text.split(b"\0", 1)[0]
+        if not options & REG_EXTENDED:
+            return Expression(pattern.pid, None)  # basic REs: always tried
+        flags = HS_CASELESS if options & REG_ICASE else 0
+        flags |= HS_MULTILINE if options & REG_NEWLINE else HS_DOTALL
+        literal = None if options & REG_NEWLINE else anchored_literal(text)
+        return Expression(pattern.pid, ere_to_pcre(text), flags, literal)

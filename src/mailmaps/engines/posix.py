@@ -160,3 +160,151 @@ class PosixRegex:
         if code != 0:
             raise ExecError(_message(code, self._preg))
         return [(m.rm_so, m.rm_eo) for m in pmatch[: self._nmatch]]
+
+
+# -- translation for the prefilter -------------------------------------------------------------
+
+_ERE_ESCAPES = {
+    ord("w"): b"\\w",
+    ord("W"): b"\\W",
+    ord("s"): b"\\s",
+    ord("S"): b"\\S",
+    ord("b"): b"\\b",
+    ord("B"): b"\\B",
+    ord("<"): b"\\b",
+    ord(">"): b"\\b",
+    ord("`"): b"\\A",
+    ord("'"): b"\\z",
+}
+_QUANTIFIERS = frozenset(b"*+?{")
+
+
+def _literal(ch: int) -> bytes:
+    if ch >= 0x80 or ch < 0x20:
+        return b"\\x%02x" % ch
+    if chr(ch).isalnum():
+        return bytes([ch])
+    return b"\\" + bytes([ch])
+
+
+def _bracket(pattern: bytes, i: int) -> tuple[bytes, int] | None:
+    """Translate the bracket expression starting at ``pattern[i] == '['``; return the PCRE text
+    and the index after it, or ``None``."""
+    n = len(pattern)
+    out = bytearray(b"[")
+    i += 1
+    if i < n and pattern[i] == 0x5E:  # '^'
+        out += b"^"
+        i += 1
+    first = True
+    while i < n:
+        ch = pattern[i]
+        if ch == 0x5D and not first:  # ']' closes
+            out += b"]"
+            return bytes(out), i + 1
+        first = False
+        if ch == 0x5B and i + 1 < n and pattern[i + 1] in b":=.":  # [:class:] [=c=] [.c.]
+            kind = pattern[i + 1]
+            end = pattern.find(bytes([kind, 0x5D]), i + 2)
+            if end < 0:
+                return None
+            name = pattern[i + 2 : end]
+            if kind == 0x3A:  # ':'
+                if not name.isalpha():
+                    return None
+                out += b"[:" + name + b":]"
+            elif len(name) == 1:
+                out += _literal(name[0])
+            else:
+                return None
+            i = end + 2
+            continue
+        if ch == 0x2D:  # '-': a range operator or a literal, the same in PCRE
+            out += b"-"
+        else:
+            out += _literal(ch)
+        i += 1
+    return None
+
+
+def ere_to_pcre(pattern: bytes) -> bytes | None:
+    """Translate a POSIX extended RE (as glibc reads it) into PCRE syntax that matches at least
+    the same strings, for a prefilter; ``None`` when unsure.
+
+    Sub-match semantics do not matter here, only whether a match exists.
+    """
+    out = bytearray()
+    i, n = 0, len(pattern)
+    depth = 0
+    atom = False  # whether the previous token can take a quantifier
+    while i < n:
+        ch = pattern[i]
+        if ch == 0x5C:  # backslash
+            if i + 1 >= n:
+                return None
+            nxt = pattern[i + 1]
+            if 0x31 <= nxt <= 0x39:
+                out += b"\\" + bytes([nxt])  # back-reference: Hyperscan approximates it
+            elif nxt in _ERE_ESCAPES:
+                out += _ERE_ESCAPES[nxt]
+            else:
+                out += _literal(nxt)
+            atom = nxt not in b"bB<>`'"
+            i += 2
+        elif ch == 0x5B:  # '['
+            result = _bracket(pattern, i)
+            if result is None:
+                return None
+            text, i = result
+            out += text
+            atom = True
+        elif ch in _QUANTIFIERS:
+            if not atom:
+                return None
+            if ch == 0x7B:  # '{': an interval
+                end = pattern.find(b"}", i)
+                if end < 0:
+                    return None
+                body = pattern[i + 1 : end]
+                low, comma, high = body.partition(b",")
+                if (low and not low.isdigit()) or (high and not high.isdigit()):
+                    return None
+                if not low and not comma:
+                    return None
+                out += b"{" + (low or b"0") + comma + high + b"}"
+                i = end + 1
+            else:
+                out.append(ch)
+                i += 1
+            atom = False  # a quantified atom cannot be quantified again in PCRE
+        elif ch == 0x28:  # '('
+            depth += 1
+            out += b"("
+            atom = False
+            i += 1
+        elif ch == 0x29:  # ')'
+            if depth == 0:
+                return None
+            depth -= 1
+            out += b")"
+            atom = True
+            i += 1
+        elif ch == 0x7C:  # '|'
+            out += b"|"
+            atom = False
+            i += 1
+        elif ch in b"^$":
+            out.append(ch)
+            atom = False
+            i += 1
+        elif ch == 0x2E:  # '.'
+            out += b"."
+            atom = True
+            i += 1
+        else:
+            out += _literal(ch)
+            atom = True
+            i += 1
+    if depth:
+        return None
+    return bytes(out)
