@@ -231,9 +231,13 @@ class RuleTable(BaseTable):
         """
         raise NotImplementedError
 
-    def _exec_context(self) -> Any:
-        """A context manager every evaluation runs in (the C locale for POSIX)."""
-        raise NotImplementedError
+    def _enter(self) -> Any:
+        """Prepare the calling thread for evaluation (POSIX: the C locale); return what
+        :meth:`_leave` needs."""
+        return None
+
+    def _leave(self, saved: Any) -> None:
+        """Undo :meth:`_enter`."""
 
     def _expression(self, pattern: Pattern) -> Expression:
         """How the prefilter sees ``pattern`` (an expression of at least its matches)."""
@@ -474,55 +478,69 @@ class RuleTable(BaseTable):
             i += 1
         return None
 
-    def _filtered(self, key: bytes, candidates: Sequence[int]) -> bytes | None:
+    def _filtered(self, key: bytes, candidates: list[int]) -> bytes | None:
         """The answer from the rules that can give it, given the prefilter's ``candidates``
         (ids of positive patterns that might match; every other positive pattern does not)."""
         rules = self.rules
         rule_of = self._rule_of
-        order = sorted({rule_of[pid] for pid in candidates if rule_of[pid] >= 0})
-        neg = self._neg_rules
-        if neg:
-            order = sorted(set(order).union(neg))
+        order = {rule_of[pid] for pid in candidates}
+        order.discard(-1)
+        if self._neg_rules:
+            order.update(self._neg_rules)
         if not order:
             return None
-        maybe = set(candidates)
+        maybe: set[int] | None = None
         truth: dict[int, bool] = {}
-        for index in order:
+        for index in sorted(order):
             rule = rules[index]
-            reachable = True
-            for parent in rule.parents:
-                ok = truth.get(parent)
-                if ok is None:
-                    cond = rules[parent]
-                    assert cond.first is not None
-                    if cond.first.positive and cond.first.pid not in maybe:
-                        ok = False
-                    else:
-                        ok = self._test(cond, cond.first, key)
-                    truth[parent] = ok
-                if not ok:
-                    if rules[parent].endif < 0:
-                        return None  # an IF without ENDIF that is false ends the search
-                    reachable = False
-                    break
-            if not reachable:
-                continue
+            if rule.parents:
+                if maybe is None:
+                    maybe = set(candidates)
+                reach = self._reachable(rule, key, maybe, truth)
+                if reach is None:
+                    return None  # a false IF without ENDIF: nothing after it can match
+                if not reach:
+                    continue
             result = self._fire(rule, key)
             if result is not None:
                 return result
         return None
 
+    def _reachable(
+        self, rule: Rule, key: bytes, maybe: set[int], truth: dict[int, bool]
+    ) -> bool | None:
+        """Whether every IF around ``rule`` holds; ``None`` when a false one has no ENDIF."""
+        rules = self.rules
+        for parent in rule.parents:
+            ok = truth.get(parent)
+            if ok is None:
+                cond = rules[parent]
+                first = cond.first
+                assert first is not None
+                if first.positive and first.pid not in maybe:
+                    ok = False
+                else:
+                    ok = self._test(cond, first, key)
+                truth[parent] = ok
+            if not ok:
+                return None if rules[parent].endif < 0 else False
+        return True
+
     def _lookup_bytes(self, key: bytes) -> bytes | None:
-        key = key.split(b"\0", 1)[0]
+        if b"\0" in key:
+            key = key[: key.index(b"\0")]  # Postfix sees a C string
         if self._countdown > 0:
             self._countdown -= 1
         elif self._countdown == 0:
             self.build_prefilter()
-        with self._exec_context():
+        saved = self._enter()
+        try:
             prefilter = self._prefilter
             if prefilter is None:
                 return self._scan(key)
             return self._filtered(key, prefilter.candidates(key))
+        finally:
+            self._leave(saved)
 
     def _lookup(self, key: str) -> str | None:
         result = self._lookup_bytes(encode(key))
@@ -531,4 +549,31 @@ class RuleTable(BaseTable):
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         if 0 <= self._countdown <= len(keys):
             self.build_prefilter()
-        return super().lookup_many(keys)
+        elif self._countdown > 0:
+            self._countdown -= len(keys)
+        utf8 = self._utf8
+        results: list[str | None] = []
+        append = results.append
+        prefilter = self._prefilter
+        saved = self._enter()
+        try:
+            for key in keys:
+                if utf8 and not key.isascii():
+                    append(self.lookup(key))  # with the UTF-8 checks and their warnings
+                    continue
+                raw = key.encode("utf-8", "surrogateescape")
+                if b"\0" in raw:
+                    raw = raw[: raw.index(b"\0")]
+                if prefilter is None:
+                    found = self._scan(raw)
+                else:
+                    found = self._filtered(raw, prefilter.candidates(raw))
+                if found is None:
+                    append(None)
+                elif utf8 and not found.isascii():
+                    append(self._check_value(key, found.decode("utf-8", "surrogateescape")))
+                else:
+                    append(found.decode("utf-8", "surrogateescape"))
+        finally:
+            self._leave(saved)
+        return results

@@ -8,7 +8,6 @@ second-pattern form: ``/a/!/b/`` is an unknown option ``!``.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from mailmaps.backends._rules import Pattern, Rule, RuleTable, _Problem
@@ -69,9 +68,6 @@ class PcreTable(RuleTable):
         except CompileError as exc:
             offset = getattr(exc, "offset", 0)
             raise CompileError(f"error in regex at offset {offset}: {exc}") from exc
-
-    def _exec_context(self) -> AbstractContextManager[None]:
-        return nullcontext()
 
     def _exec_warning(self, rule: Rule, exc: Exception) -> None:
         self._warn(rule.lineno, error_message(int(str(exc))))

@@ -8,7 +8,6 @@ second pattern, ``/re1/!/re2/ result``, that must (or with ``!``, must not) matc
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import Any, ClassVar
 
 from mailmaps.backends._rules import Pattern, RuleTable, _Problem
@@ -18,8 +17,9 @@ from mailmaps.engines.posix import (
     REG_NEWLINE,
     REG_NOSUB,
     PosixRegex,
-    c_locale,
+    enter_c_locale,
     ere_to_pcre,
+    leave_c_locale,
 )
 from mailmaps.engines.prefilter import (
     HS_CASELESS,
@@ -52,8 +52,11 @@ class RegexpTable(RuleTable):
         flags = pattern.options if groups else pattern.options | REG_NOSUB
         return PosixRegex(pattern.text, flags)
 
-    def _exec_context(self) -> AbstractContextManager[None]:
-        return c_locale()
+    def _enter(self) -> int:
+        return enter_c_locale()
+
+    def _leave(self, saved: int) -> None:
+        leave_c_locale(saved)
 
     def _expression(self, pattern: Pattern) -> Expression:
         options = pattern.options

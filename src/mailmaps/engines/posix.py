@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
@@ -27,6 +26,9 @@ __all__ = [
     "ExecError",
     "PosixRegex",
     "c_locale",
+    "enter_c_locale",
+    "ere_to_pcre",
+    "leave_c_locale",
 ]
 
 REG_EXTENDED: Final = 1
@@ -76,26 +78,26 @@ if not _C_LOCALE:  # pragma: no cover - glibc always has the C locale
     raise OSError("newlocale(C) failed")
 _uselocale = _libc.uselocale
 _regexec = _libc.regexec
-_local = threading.local()
+
+
+def enter_c_locale() -> int:
+    """Switch the calling thread to the C locale; return what :func:`leave_c_locale` restores."""
+    saved: int = _uselocale(_C_LOCALE)
+    return saved
+
+
+def leave_c_locale(saved: int) -> None:
+    """Undo :func:`enter_c_locale`."""
+    _uselocale(saved)
 
 
 @contextmanager
 def c_locale() -> Iterator[None]:
-    """Run the block with the calling thread in the C locale (re-entrant)."""
-    depth = getattr(_local, "depth", 0)
-    if depth:
-        _local.depth = depth + 1
-        try:
-            yield
-        finally:
-            _local.depth = depth
-        return
+    """Run the block with the calling thread in the C locale (nesting is fine)."""
     saved = _uselocale(_C_LOCALE)
-    _local.depth = 1
     try:
         yield
     finally:
-        _local.depth = 0
         _uselocale(saved)
 
 

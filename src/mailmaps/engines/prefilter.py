@@ -161,32 +161,39 @@ class Prefilter:
         """Ids of the patterns that are candidates for every key."""
         return self._always
 
-    def candidates(self, key: bytes) -> list[int]:
-        """Ids of the patterns that might match ``key`` (unordered; may hold extra ones)."""
-        found = list(self._always)
-        if self._exact:
-            hit = self._exact.get(key)
-            if hit:
-                found.extend(hit)
-            if key.endswith(b"\n"):
-                found.extend(self._exact.get(key[:-1], ()))
-        if self._folded:
-            low = key.lower()
-            hit = self._folded.get(low)
-            if hit:
-                found.extend(hit)
-            if key.endswith(b"\n"):
-                found.extend(self._folded.get(low[:-1], ()))
-        if self._db is not None:
-            scratch = getattr(self._local, "scratch", None)
-            if scratch is None:
-                scratch = self._local.scratch = _hs.Scratch(self._db)
-            append = found.append
+    def _scanner(self) -> tuple[Any, list[int], Any]:
+        """This thread's Hyperscan scratch, result list and match callback."""
+        state = getattr(self._local, "state", None)
+        if state is None:
+            hits: list[int] = []
+            append = hits.append
 
             def on_match(pid: int, start: int, end: int, flags: int, context: Any) -> None:
                 append(pid)
 
+            state = self._local.state = (_hs.Scratch(self._db), hits, on_match)
+        return state
+
+    def candidates(self, key: bytes) -> list[int]:
+        """Ids of the patterns that might match ``key`` (unordered; may hold extra ones)."""
+        found = self._always.copy()
+        if self._exact:
+            hit = self._exact.get(key)
+            if hit:
+                found += hit
+        if self._folded:
+            hit = self._folded.get(key.lower())
+            if hit:
+                found += hit
+        if key[-1:] == b"\n":  # "$" also matches before a final newline
+            found += self._exact.get(key[:-1], ())
+            found += self._folded.get(key[:-1].lower(), ())
+        if self._db is not None:
+            scratch, hits, on_match = self._scanner()
             self._db.scan(key, match_event_handler=on_match, scratch=scratch)
+            if hits:
+                found += hits
+                hits.clear()
         return found
 
 
