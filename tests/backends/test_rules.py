@@ -178,3 +178,16 @@ def test_keys_are_bytes_in_the_c_locale(kind: str) -> None:
     # In UTF-8 mode half a character is an unusable result, as in Postfix.
     with pytest.raises(PermanentLookupError, match="non-UTF-8 value"):
         lookup(spec, "é")
+
+
+@pytest.mark.parametrize("kind", TYPES)
+def test_concurrent_lookups(kind: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = kind + ":{ {/^u([0-9]+)-([a-z]+)$/ $2:$1}, {/^v/ plain} }"
+    keys = [f"u{i}-{'abcdefgh'[i % 8] * (i % 5 + 1)}" for i in range(2000)]
+    expected = [f"{k.split('-')[1]}:{k[1:].split('-')[0]}" for k in keys]
+    with open_table(spec) as table, ThreadPoolExecutor(8) as pool:
+        chunks = [keys[i::8] for i in range(8)]
+        results = list(pool.map(table.lookup_many, chunks))
+    assert results == [expected[i::8] for i in range(8)]

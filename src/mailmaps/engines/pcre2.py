@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import threading
 from typing import Final
 
 from mailmaps.engines import CompileError
@@ -64,6 +65,8 @@ def _load() -> ctypes.CDLL | None:
     lib.pcre2_compile_8.restype = vp
     lib.pcre2_code_free_8.argtypes = (vp,)
     lib.pcre2_code_free_8.restype = None
+    lib.pcre2_match_data_create_8.argtypes = (ctypes.c_uint32, vp)
+    lib.pcre2_match_data_create_8.restype = vp
     lib.pcre2_match_data_create_from_pattern_8.argtypes = (vp, vp)
     lib.pcre2_match_data_create_from_pattern_8.restype = vp
     lib.pcre2_match_data_free_8.argtypes = (vp,)
@@ -82,6 +85,15 @@ def _load() -> ctypes.CDLL | None:
 
 
 _lib = _load()
+_local = threading.local()
+
+
+def _search_data() -> int:
+    """This thread's match data for yes/no matches (one offset pair is enough for that)."""
+    data: int | None = getattr(_local, "data", None)
+    if data is None:
+        data = _local.data = _need().pcre2_match_data_create_8(1, None)
+    return data
 
 
 def _need() -> ctypes.CDLL:
@@ -118,14 +130,13 @@ class PcreRegex:
     :raises CompileError: ``error in regex at offset N: text``'s parts: ``.offset`` and the text.
     """
 
-    __slots__ = ("_code", "_lib", "_match_data", "_ovector", "nsub", "options", "pattern")
+    __slots__ = ("_code", "_lib", "nsub", "options", "pattern")
 
     def __init__(self, pattern: bytes, options: int) -> None:
         lib = self._lib = _need()
         self.pattern = pattern
         self.options = options
         self._code = None
-        self._match_data = None
         error = ctypes.c_int()
         offset = ctypes.c_size_t()
         text = pattern.split(b"\0", 1)[0]
@@ -135,8 +146,6 @@ class PcreRegex:
             exc.offset = offset.value  # type: ignore[attr-defined]
             raise exc
         self._code = code
-        self._match_data = lib.pcre2_match_data_create_from_pattern_8(code, None)
-        self._ovector = lib.pcre2_get_ovector_pointer_8(self._match_data)
         count = ctypes.c_uint32()
         lib.pcre2_pattern_info_8(code, _INFO_CAPTURECOUNT, ctypes.byref(count))
         self.nsub: int = count.value
@@ -145,38 +154,41 @@ class PcreRegex:
         lib = getattr(self, "_lib", None)
         if lib is None:
             return
-        if getattr(self, "_match_data", None):
-            lib.pcre2_match_data_free_8(self._match_data)
         if getattr(self, "_code", None):
             lib.pcre2_code_free_8(self._code)
 
-    def _run(self, subject: bytes) -> int:
-        rc: int = self._lib.pcre2_match_8(
-            self._code, subject, len(subject), 0, 0, self._match_data, None
-        )
+    def _run(self, subject: bytes, data: int) -> bool:
+        rc: int = self._lib.pcre2_match_8(self._code, subject, len(subject), 0, 0, data, None)
         if rc == _ERROR_NOMATCH:
-            return 0
+            return False
         if rc < 0:
             raise MatchError(str(rc))
-        return rc
+        return True  # 0 only says the offset vector was too small to hold every group
 
     def search(self, subject: bytes) -> bool:
         """Whether the pattern matches ``subject`` (a C string: cut it at NUL first).
 
         :raises MatchError: ``pcre2_match()`` failed; ``str(exc)`` is the error number.
         """
-        return self._run(subject) > 0
+        return self._run(subject, _search_data())
 
     def match(self, subject: bytes) -> list[tuple[int, int]] | None:
         """The spans of the match and of every group (``(-1, -1)`` when unset), or ``None``.
 
+        Safe to call from several threads: each call has its own match data.
+
         :raises MatchError: ``pcre2_match()`` failed.
         """
-        if not self._run(subject):
-            return None
-        ov = self._ovector
-        spans = []
-        for i in range(self.nsub + 1):
-            start, end = ov[2 * i], ov[2 * i + 1]
-            spans.append((-1, -1) if start == _UNSET else (start, end))
-        return spans
+        lib = self._lib
+        data = lib.pcre2_match_data_create_from_pattern_8(self._code, None)
+        try:
+            if not self._run(subject, data):
+                return None
+            ov = lib.pcre2_get_ovector_pointer_8(data)
+            spans = []
+            for i in range(self.nsub + 1):
+                start, end = ov[2 * i], ov[2 * i + 1]
+                spans.append((-1, -1) if start == _UNSET else (start, end))
+            return spans
+        finally:
+            lib.pcre2_match_data_free_8(data)

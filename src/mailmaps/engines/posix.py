@@ -116,7 +116,7 @@ class PosixRegex:
     :raises CompileError: with the C library's message, as Postfix reports it.
     """
 
-    __slots__ = ("_nmatch", "_pmatch", "_preg", "flags", "nsub", "pattern")
+    __slots__ = ("_nmatch", "_preg", "flags", "nsub", "pattern")
 
     def __init__(self, pattern: bytes, flags: int) -> None:
         self.pattern = pattern
@@ -130,7 +130,6 @@ class PosixRegex:
                 raise CompileError(message)
         self.nsub: int = ctypes.c_size_t.from_buffer(self._preg, _RE_NSUB_OFFSET).value
         self._nmatch = 0 if flags & REG_NOSUB else self.nsub + 1
-        self._pmatch = (_RegMatch * max(self._nmatch, 1))()
 
     def __del__(self) -> None:
         preg = getattr(self, "_preg", None)
@@ -151,11 +150,11 @@ class PosixRegex:
 
     def match(self, subject: bytes) -> list[tuple[int, int]] | None:
         """The spans of the match and its groups (``(-1, -1)`` for a group that did not take
-        part), or ``None``.  Call it inside :func:`c_locale`.
+        part), or ``None``.  Call it inside :func:`c_locale`.  Safe from several threads.
 
         :raises ExecError: ``regexec()`` failed.
         """
-        pmatch = self._pmatch
+        pmatch = (_RegMatch * max(self._nmatch, 1))()
         code = _regexec(self._preg, subject, self._nmatch, pmatch, 0)
         if code == _REG_NOMATCH:
             return None
