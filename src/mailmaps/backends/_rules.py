@@ -46,6 +46,7 @@ log = logging.getLogger("mailmaps")
 _SPACE = b" \t\n\r\v\f"
 _ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME = _ALNUM | {ord("_")}
+_NEGATION_OR_SPACE = frozenset(b"! \t\n\r\v\f")
 
 
 class Engine(Protocol):
@@ -113,6 +114,8 @@ def parse_replacement(
     nest.  A reference must be all digits and at least 1.  Returns ``None`` (after the warnings
     Postfix gives) when the text is unusable.
     """
+    if b"$" not in text:
+        return [text] if text else []
     parts: list[bytes | int] = []
     buf = bytearray()
     error = False
@@ -317,8 +320,22 @@ class RuleTable(BaseTable):
 
     def _get_pattern(self, text: bytes, i: int, lineno: int) -> tuple[Pattern, int]:
         """Parse ``[!...]DELIM pattern DELIM flags`` at ``text[i:]``; return it and the end."""
-        positive = True
         n = len(text)
+        if i < n and text[i] not in _NEGATION_OR_SPACE:
+            # The common case, found with bytes.find: no "!" and no backslash in the pattern.
+            end = text.find(text[i : i + 1], i + 1)
+            if end > 0 and text.find(b"\\", i + 1, end) < 0:
+                j = end + 1
+                options = self.default_options
+                while (
+                    j < n
+                    and text[j] not in _SPACE
+                    and not (self.second_pattern and text[j] == 0x21)
+                ):
+                    options = self._flag(text[j], options, lineno)
+                    j += 1
+                return Pattern(text[i + 1 : end], text[end + 1 : j], True, options), j
+        positive = True
         while i < n:
             if text[i] == 0x21:  # '!'
                 positive = not positive
