@@ -25,6 +25,7 @@ __all__ = ["BUILTIN_BACKENDS", "available_types", "backend_class", "register"]
 BUILTIN_BACKENDS: dict[str, str] = {
     "btree": "mailmaps.backends.hashdb:BtreeTable",
     "cdb": "mailmaps.backends.cdb:CdbTable",
+    "cidr": "mailmaps.backends.cidr:CidrTable",
     "fail": "mailmaps.backends.fail:FailTable",
     "hash": "mailmaps.backends.hashdb:HashTable",
     "inline": "mailmaps.backends.inline:InlineTable",
