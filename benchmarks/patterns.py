@@ -1,4 +1,4 @@
-"""Benchmark: large regexp: and pcre: tables, mailmaps side by side with real Postfix postmap.
+"""Benchmark: large regexp:, pcre: and cidr: tables, mailmaps side by side with real postmap.
 
 Usage::
 
@@ -16,6 +16,9 @@ Measured, lookups per second:
   table loading and all lookups; mailmaps with its prefilter cache warm);
 * in-process ``Table.lookup_many()``;
 * the time to open the table and build its prefilter with a cold cache, and with a warm one.
+
+The cidr table has ``--rules`` networks (80 % IPv4 /8-/32, 20 % IPv6 /16-/128) and the keys are
+half inside some network, half random IPv4 addresses.
 """
 
 from __future__ import annotations
@@ -50,6 +53,28 @@ def make_table(path: Path, kind: str, rules: int, rng: random.Random) -> list[st
     past = time.time() - 3600
     os.utime(path, (past, past))
     return words
+
+
+def make_cidr(path: Path, rules: int, n: int, rng: random.Random) -> list[str]:
+    """Write a cidr table of ``rules`` networks; return ``n`` keys."""
+    import ipaddress
+
+    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for _ in range(rules):
+        bits, low = (32, 8) if rng.random() < 0.8 else (128, 16)
+        p = rng.randint(low, bits)
+        nets.append(ipaddress.ip_network((rng.getrandbits(bits) >> (bits - p) << (bits - p), p)))
+    path.write_text("".join(f"{net}\tresult-{i}\n" for i, net in enumerate(nets)))
+    past = time.time() - 3600
+    os.utime(path, (past, past))
+    keys = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            net = rng.choice(nets)
+            keys.append(str(net[rng.randrange(min(net.num_addresses, 1 << 30))]))
+        else:
+            keys.append(str(ipaddress.IPv4Address(rng.getrandbits(32))))
+    return keys
 
 
 def make_keys(words: list[str], n: int, rng: random.Random) -> list[str]:
@@ -102,10 +127,13 @@ def main() -> None:
         os.utime(conf / "main.cf", (past, past))
         env = dict(os.environ, MAILMAPS_CACHE_DIR=str(d / "cache"))
         os.environ["MAILMAPS_CACHE_DIR"] = str(d / "cache")
-        for kind in ("pcre", "regexp"):
+        for kind in ("pcre", "regexp", "cidr"):
             table = d / f"table.{kind}"
-            words = make_table(table, kind, args.rules, rng)
-            keys = make_keys(words, args.keys, rng)
+            if kind == "cidr":
+                keys = make_cidr(table, args.rules, args.keys, rng)
+            else:
+                words = make_table(table, kind, args.rules, rng)
+                keys = make_keys(words, args.keys, rng)
             spec = f"{kind}:{table}"
             all_keys = d / f"keys.{kind}"
             all_keys.write_text("\n".join(keys) + "\n")
@@ -122,7 +150,8 @@ def main() -> None:
             # mailmaps: open cold (build the prefilter) and warm (from the cache).
             start = time.perf_counter()
             with open_table(spec, OpenOptions(utf8=False)) as t_cold:
-                t_cold.build_prefilter()
+                if kind != "cidr":
+                    t_cold.build_prefilter()
             cold = time.perf_counter() - start
             start = time.perf_counter()
             with open_table(spec, OpenOptions(utf8=False)) as t_warm:
