@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from mailmaps.errors import ConfigError, UnknownMapType
@@ -56,6 +55,8 @@ def register(map_type: str, cls: Any) -> None:
 @cache
 def _third_party() -> dict[str, Any]:
     found: dict[str, Any] = {}
+    from importlib.metadata import entry_points  # slow to import; needed only here
+
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name in BUILTIN_BACKENDS:
             raise ConfigError(
