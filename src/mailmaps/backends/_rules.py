@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Protocol, Self
 from mailmaps.backends._base import BaseTable
 from mailmaps.backends._pattern import read_rule_source
 from mailmaps.engines import CompileError
-from mailmaps.engines.prefilter import Expression, Prefilter
+from mailmaps.engines.prefilter import Expression, Prefilter, cache_key
 from mailmaps.source import base64_file_value, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode, encode
@@ -246,6 +246,10 @@ class RuleTable(BaseTable):
         """How the prefilter sees ``pattern`` (an expression of at least its matches)."""
         raise NotImplementedError
 
+    def _engine_version(self) -> str:
+        """What, besides the patterns, the prefilter's expressions depend on (cache key)."""
+        return f"{self.map_type} translation-1"
+
     # -- loading ------------------------------------------------------------------------------
 
     @classmethod
@@ -312,8 +316,15 @@ class RuleTable(BaseTable):
         """Build the prefilter now (normally done after a few lookups); return whether the
         table has one.  With ``cached_only``, only a prefilter found in the cache is used."""
         if self._prefilter is None:
-            expressions = [self._expression(p) for p in self._positive_patterns()]
-            self._prefilter = Prefilter.build(expressions, cached_only=cached_only)
+            patterns = self._positive_patterns()
+            parts = [self._engine_version().encode()]
+            for p in patterns:
+                parts.append(b"%d %d %s" % (p.pid, p.options, p.text))
+            key = cache_key(*parts)
+            self._prefilter = Prefilter.load(key)
+            if self._prefilter is None and not cached_only:
+                expressions = [self._expression(p) for p in patterns]
+                self._prefilter = Prefilter.build(expressions, key)
         if self._prefilter is not None or not cached_only:
             self._countdown = -1  # built, or cannot be: don't try again
         return self._prefilter is not None

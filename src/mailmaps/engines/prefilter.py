@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Expression", "Prefilter", "anchored_literal", "available", "cache_dir"]
+__all__ = ["Expression", "Prefilter", "anchored_literal", "available", "cache_dir", "cache_key"]
 
 log = logging.getLogger("mailmaps")
 
@@ -120,13 +120,38 @@ class Prefilter:
         self._local = threading.local()
 
     @classmethod
-    def build(
-        cls, expressions: Sequence[Expression], *, cached_only: bool = False
-    ) -> Prefilter | None:
-        """Compile (or load from the cache) the prefilter for ``expressions``.
+    def load(cls, key: str) -> Prefilter | None:
+        """The prefilter cached under ``key`` (see :func:`cache_key`), or ``None``."""
+        where = cache_dir()
+        if _hs is None or where is None:
+            return None
+        try:
+            blob = (where / f"prefilter-{key}.hs").read_bytes()
+            head, sep, data = blob.partition(b"\ndb\n")
+            if not sep:
+                return None
+            always: list[int] = []
+            exact: dict[bytes, list[int]] = {}
+            folded: dict[bytes, list[int]] = {}
+            for line in head.split(b"\n"):
+                kind, _, rest = line.partition(b" ")
+                if kind == b"always":
+                    always = [int(x) for x in rest.split()]
+                elif kind in (b"exact", b"folded"):
+                    pid, _, text = rest.partition(b" ")
+                    table = exact if kind == b"exact" else folded
+                    table.setdefault(bytes.fromhex(text.decode()), []).append(int(pid))
+            database = _hs.loadb(data, _hs.HS_MODE_BLOCK) if data else None
+        except (OSError, ValueError, _hs.error):
+            return None
+        return cls(database, always, exact, folded)
+
+    @classmethod
+    def build(cls, expressions: Sequence[Expression], key: str | None = None) -> Prefilter | None:
+        """Compile the prefilter for ``expressions``; with ``key``, also cache it under that key.
 
         Returns ``None`` when the accelerator is not installed (every pattern would be a
-        candidate), or with ``cached_only`` when the cache does not have it.
+        candidate).
         """
         if _hs is None:
             return None
@@ -134,26 +159,28 @@ class Prefilter:
         folded: dict[bytes, list[int]] = {}
         always: list[int] = []
         rest: list[Expression] = []
+        lines: list[bytes] = []
         for item in expressions:
             if item.literal is not None:
-                if item.flags & HS_CASELESS:
-                    folded.setdefault(item.literal.lower(), []).append(item.pid)
-                else:
-                    exact.setdefault(item.literal, []).append(item.pid)
+                caseless = bool(item.flags & HS_CASELESS)
+                literal = item.literal.lower() if caseless else item.literal
+                (folded if caseless else exact).setdefault(literal, []).append(item.pid)
+                kind = b"folded" if caseless else b"exact"
+                lines.append(b"%s %d %s" % (kind, item.pid, literal.hex().encode()))
             elif item.expression is None:
                 always.append(item.pid)
             else:
                 rest.append(item)
         database = None
         if rest:
-            found = _database(rest, cached_only=cached_only)
-            if found is None:
-                return None
-            database, rejected = found
+            database, rejected = _database(rest)
             always.extend(rejected)
-        elif cached_only:
-            return None
         always.sort()
+        where = cache_dir()
+        if key is not None and where is not None:
+            lines.insert(0, b"always " + b" ".join(b"%d" % pid for pid in always))
+            data = _hs.dumpb(database) if database is not None else b""
+            _save(where / f"prefilter-{key}.hs", b"\n".join(lines) + b"\ndb\n" + data)
         return cls(database, always, exact, folded)
 
     @property
@@ -241,36 +268,29 @@ def _split(items: list[Expression]) -> tuple[Any, list[int]]:
     return (_compiles(good) if good else None), sorted(rejected)
 
 
-def _database(items: list[Expression], *, cached_only: bool) -> tuple[Any, list[int]] | None:
-    assert _hs is not None
-    digest = hashlib.sha256()
-    digest.update(f"mailmaps-prefilter-1 hyperscan-{_hs.__version__}\n".encode())
-    for item in items:
-        digest.update(b"%d %d %d:" % (item.pid, item.flags, len(item.expression or b"")))
-        digest.update(item.expression or b"")
-    where = cache_dir()
-    path = where / f"prefilter-{digest.hexdigest()}.hs" if where else None
-    if path is not None:
-        try:
-            blob = path.read_bytes()
-            head, _, data = blob.partition(b"\n")
-            rejected = [int(x) for x in head.split()[1:]]
-            return _hs.loadb(data, _hs.HS_MODE_BLOCK), rejected
-        except (OSError, ValueError, _hs.error):
-            pass
-    if cached_only:
-        return None
+def _database(items: list[Expression]) -> tuple[Any, list[int]]:
+    """Compile ``items`` into one database; return it and the ids Hyperscan rejected."""
     usual: list[Expression] = []
     unusual: list[Expression] = []
     for item in items:
         (unusual if _UNUSUAL.search(item.expression or b"") else usual).append(item)
     good, rejected = _accepted(unusual)
     database, more = _split(usual + good)
-    rejected = sorted(set(rejected) | set(more))
-    if path is not None and database is not None:
-        head = b"rejected " + b" ".join(b"%d" % r for r in rejected) + b"\n"
-        _save(path, head + _hs.dumpb(database))
-    return database, rejected
+    return database, sorted(set(rejected) | set(more))
+
+
+def cache_key(*parts: bytes) -> str:
+    """A cache key for a prefilter built from a table's patterns (pass everything the
+    expressions depend on: the engine, the patterns and their options)."""
+    digest = hashlib.sha256(b"mailmaps-prefilter-2 hyperscan-%s\n" % _version().encode())
+    for part in parts:
+        digest.update(b"%d:" % len(part))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+def _version() -> str:
+    return str(getattr(_hs, "__version__", "none"))
 
 
 def _save(path: Path, blob: bytes) -> None:
