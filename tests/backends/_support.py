@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
-from mailmaps.maps import create_table
+import pytest
+
+from mailmaps.maps import create_table, open_table
 from mailmaps.table import OpenOptions
+from tests.conftest import VECTORS
+
+UTIL = VECTORS / "src" / "util"
 
 #: Entries as a postmap source would have them: keys with quotes, spaces, UTF-8, upper case.
 ENTRIES: list[tuple[str, str]] = [
@@ -60,3 +66,24 @@ def build(spec: str, entries: list[tuple[str, str]], options: OpenOptions | None
     with create_table(spec, options) as builder:
         for key, value in entries:
             builder.add(key, value)
+
+
+def dict_open(
+    spec: str, commands: list[str], caplog: pytest.LogCaptureFixture, **options: bool
+) -> str:
+    """What Postfix's dict_open test driver prints for ``get`` commands (warnings first)."""
+    caplog.set_level(logging.WARNING, logger="mailmaps")
+    table = open_table(spec, OpenOptions(fold=False, **options))  # type: ignore[arg-type]
+    out = [f"./dict_open: warning: {r.getMessage()}" for r in caplog.records]
+    out.append("owner=untrusted (uid=USER)")
+    for command in commands:
+        out.append(f"> {command}")
+        key = command.removeprefix("get ")
+        value = table.lookup(key)
+        out.append(f"{key}: not found" if value is None else f"{key}={value}")
+    return "\n".join(out) + "\n"
+
+
+def vector_commands(name: str) -> list[str]:
+    """The lines of a dict_open vector's ``.in`` file in src/util."""
+    return (UTIL / name).read_text().splitlines()

@@ -17,30 +17,11 @@ from mailmaps import open_table
 from mailmaps.backends.cidr import CidrTable
 from mailmaps.errors import ConfigError, PermanentLookupError, UnsupportedOperation
 from mailmaps.table import OpenOptions
+from tests.backends._support import dict_open, vector_commands
 from tests.conftest import VECTORS
 
 UTIL = VECTORS / "src" / "util"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def dict_open(
-    spec: str, commands: list[str], caplog: pytest.LogCaptureFixture, **options: bool
-) -> str:
-    """What Postfix's dict_open test driver prints for ``get`` commands (warnings first)."""
-    caplog.set_level(logging.WARNING, logger="mailmaps")
-    table = open_table(spec, OpenOptions(fold=False, **options))  # type: ignore[arg-type]
-    out = [f"./dict_open: warning: {r.getMessage()}" for r in caplog.records]
-    out.append("owner=untrusted (uid=USER)")
-    for command in commands:
-        out.append(f"> {command}")
-        key = command.removeprefix("get ")
-        value = table.lookup(key)
-        out.append(f"{key}: not found" if value is None else f"{key}={value}")
-    return "\n".join(out) + "\n"
-
-
-def commands(name: str) -> list[str]:
-    return (UTIL / name).read_text().splitlines()
 
 
 def cidr(rules: str, **options: bool) -> CidrTable:
@@ -71,7 +52,7 @@ def test_vector_dict_cidr(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> N
     shutil.copy(UTIL / "dict_cidr.map", tmp_path)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
-        got = dict_open("cidr:dict_cidr.map", commands("dict_cidr.in"), caplog)
+        got = dict_open("cidr:dict_cidr.map", vector_commands("dict_cidr.in"), caplog)
     assert got == (UTIL / "dict_cidr.ref").read_text()
 
 
@@ -82,7 +63,10 @@ def test_vector_file_values(caplog: pytest.LogCaptureFixture, tmp_path: Path) ->
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
         got = dict_open(
-            "cidr:dict_cidr_file.map", commands("dict_cidr_file.in"), caplog, rhs_is_file=True
+            "cidr:dict_cidr_file.map",
+            vector_commands("dict_cidr_file.in"),
+            caplog,
+            rhs_is_file=True,
         )
     assert got == (UTIL / "dict_cidr_file.ref").read_text()
 
@@ -105,7 +89,7 @@ def test_vector_scan_agrees(tmp_path: Path) -> None:
     shutil.copy(UTIL / "dict_cidr.map", tmp_path)
     table = open_table(f"cidr:{tmp_path / 'dict_cidr.map'}")
     assert table.indexed
-    for command in commands("dict_cidr.in"):
+    for command in vector_commands("dict_cidr.in"):
         key = command.removeprefix("get ")
         assert table.lookup(key) == table._scan_lookup(key)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 
@@ -12,30 +11,11 @@ from mailmaps import open_table
 from mailmaps.backends._rules import parse_replacement
 from mailmaps.errors import ConfigError, PermanentLookupError, UnsupportedOperation
 from mailmaps.table import OpenOptions
+from tests.backends._support import dict_open, vector_commands
 from tests.conftest import VECTORS
 
 UTIL = VECTORS / "src" / "util"
 TYPES = ["regexp", "pcre"]
-
-
-def dict_open(
-    spec: str, commands: list[str], caplog: pytest.LogCaptureFixture, **options: bool
-) -> str:
-    """What Postfix's dict_open test driver prints for ``get`` commands (warnings first)."""
-    caplog.set_level(logging.WARNING, logger="mailmaps")
-    table = open_table(spec, OpenOptions(fold=False, **options))  # type: ignore[arg-type]
-    out = [f"./dict_open: warning: {r.getMessage()}" for r in caplog.records]
-    out.append("owner=untrusted (uid=USER)")
-    for command in commands:
-        out.append(f"> {command}")
-        key = command.removeprefix("get ")
-        value = table.lookup(key)
-        out.append(f"{key}: not found" if value is None else f"{key}={value}")
-    return "\n".join(out) + "\n"
-
-
-def commands(name: str) -> list[str]:
-    return (UTIL / name).read_text().splitlines()
 
 
 @pytest.mark.parametrize("kind", TYPES)
@@ -43,7 +23,7 @@ def test_vector_dict_map(kind: str, caplog: pytest.LogCaptureFixture, tmp_path: 
     shutil.copy(UTIL / f"dict_{kind}.map", tmp_path)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
-        got = dict_open(f"{kind}:dict_{kind}.map", commands(f"dict_{kind}.in"), caplog)
+        got = dict_open(f"{kind}:dict_{kind}.map", vector_commands(f"dict_{kind}.in"), caplog)
     assert got == (UTIL / f"dict_{kind}.ref").read_text()
 
 
@@ -56,7 +36,7 @@ def test_vector_file_values(kind: str, caplog: pytest.LogCaptureFixture, tmp_pat
         mp.chdir(tmp_path)
         got = dict_open(
             f"{kind}:dict_{kind}_file.map",
-            commands(f"dict_{kind}_file.in"),
+            vector_commands(f"dict_{kind}_file.in"),
             caplog,
             rhs_is_file=True,
         )

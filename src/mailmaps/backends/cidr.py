@@ -32,7 +32,6 @@ scan instead; both routes give the same answers.
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
 from bisect import bisect_right
@@ -42,6 +41,7 @@ from typing import ClassVar, Self
 
 from mailmaps.backends._base import BaseTable
 from mailmaps.backends._pattern import read_rule_source
+from mailmaps.backends._rules import RuleKind
 from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode
@@ -61,12 +61,6 @@ _LONG_MAX = (1 << 63) - 1
 Span = tuple[int, int]
 #: A family's index: interval starts (the first is 0) and the answer for each interval.
 Index = tuple[list[int], list[str | None]]
-
-
-class RuleKind(enum.Enum):
-    MATCH = "match"
-    IF = "if"
-    ENDIF = "endif"
 
 
 @dataclass(slots=True)
