@@ -279,6 +279,9 @@ def _main(tool: Tool, args: list[str], out: BlockOutput, handler: _Handler) -> i
     any_key = opts.header or opts.body or opts.mime
     if any_key and opts.query != "-":
         raise Fatal('specify -b -h or -m only with "-q -"')
+    message_mode = opts.header or opts.body
+    if opts.mime and not message_mode:
+        log.warning("ignoring -m option without -b or -h")
     if opts.json and opts.query is None and not opts.sequence:
         raise Fatal("specify -j only with -q or -s")
     utf8 = opts.utf8_request and config.get_bool("smtputf8_enable")
@@ -307,8 +310,8 @@ def _main(tool: Tool, args: list[str], out: BlockOutput, handler: _Handler) -> i
     if opts.query is not None:
         if not specs:
             raise _Usage
-        if any_key:
-            raise Fatal("-b, -h and -m (message lookups) are not supported yet")
+        if message_mode:
+            return 0 if session.query_message(specs, sys.stdin.buffer) else 1
         if opts.query == "-":
             return 0 if session.query_many(specs, sys.stdin.buffer) else 1
         for spec in specs:
@@ -468,6 +471,47 @@ class _Session:
                     break
         return found
 
+    def query_message(self, specs: list[MapSpec], stream: IO[bytes]) -> bool:
+        """``-h``/``-b``/``-m`` with ``-q -``: look up the keys of the message on ``stream``
+        (``postmap_queries()`` driving ``mime_state.c``); ``True`` when any key was found.
+
+        Unlike plain ``-q -``, values are printed as the table returns them, even with ``-F``
+        (Postfix calls ``dict_get()`` here, not ``dict_file_lookup()``).
+        """
+        from mailmaps.message import MimeLimits, message_keys
+
+        limits = MimeLimits.from_config(self.config)
+        tables: list[Any] = [None] * len(specs)
+        found = False
+        try:
+            for item in message_keys(
+                stream,
+                headers=self.opts.header,
+                body=self.opts.body,
+                mime=self.opts.mime,
+                limits=limits,
+            ):
+                key = item.key
+                for i, spec in enumerate(specs):
+                    table = self._table(specs, tables, i)
+                    try:
+                        value: str | None = table.lookup(key)
+                    except LookupFailed as exc:
+                        raise Fatal(_query_error(spec, exc)) from exc
+                    if value is not None:
+                        if value == "":
+                            self._warn_empty(spec, key)
+                        self.out.write(self._line(key, value))
+                        found = True
+                        break
+            if found:
+                self.out.flush()
+        finally:
+            for table in tables:
+                if table is not None:
+                    table.close()
+        return found
+
     def _open_writable(self, spec: MapSpec) -> Any:
         return open_table(spec, self.options, writable=True)
 
@@ -570,6 +614,14 @@ class _Session:
                     self.tool.finish_build(table, self.config, True)
             except LookupFailed as exc:
                 raise Fatal(f"table {spec}: write error: {exc}") from exc
+
+
+def _query_error(spec: MapSpec, exc: LookupFailed) -> str:
+    """Postfix's ``table T:N: query error: REASON`` (backends may already say all of it)."""
+    text = str(exc)
+    if text.startswith(f"table {spec}:"):
+        return text
+    return f"table {spec}: query error: {text}"
 
 
 def _progress(entries: Iterator[Entry], data: bytes) -> Iterator[Entry]:
