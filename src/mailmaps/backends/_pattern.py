@@ -8,13 +8,19 @@ surrounding whitespace removed.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import ClassVar, Self
 
+from mailmaps.backends._base import BaseTable
 from mailmaps.errors import ConfigError
 from mailmaps.spec import extract_braced, split_list
+from mailmaps.table import OpenOptions
 from mailmaps.text import encode
 
-__all__ = ["inline_rules", "read_rule_source"]
+__all__ = ["RuleFileTable", "inline_rules", "read_rule_source"]
+
+log = logging.getLogger("mailmaps")
 
 
 def inline_rules(name: str) -> str:
@@ -48,3 +54,24 @@ def read_rule_source(map_type: str, name: str) -> bytes:
         return Path(name).read_bytes()
     except OSError as exc:
         raise ConfigError(f"open {name}: {exc.strerror}") from exc
+
+
+class RuleFileTable(BaseTable):
+    """A read-only table loaded from rule text when it opens (regexp, pcre, cidr).
+
+    Subclasses implement :meth:`_load`; warnings name the table and line as Postfix's do.
+    """
+
+    fixed_keys: ClassVar[bool] = False
+
+    @classmethod
+    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
+        table = super().open(name, options, writable=writable)
+        table._load(read_rule_source(cls.map_type, name))
+        return table
+
+    def _load(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _warn(self, lineno: int, text: str) -> None:
+        log.warning("%s map %s, line %d: %s", self.map_type, self._name, lineno, text)

@@ -29,10 +29,9 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, Protocol
 
-from mailmaps.backends._base import BaseTable
-from mailmaps.backends._pattern import read_rule_source
+from mailmaps.backends._pattern import RuleFileTable
 from mailmaps.engines import CompileError
 from mailmaps.engines.prefilter import Expression, Prefilter, cache_key
 from mailmaps.source import base64_file_value, logical_lines
@@ -196,7 +195,7 @@ def prefilter_policy() -> str:
     return os.environ.get("MAILMAPS_PREFILTER", "auto")
 
 
-class RuleTable(BaseTable):
+class RuleTable(RuleFileTable):
     """Base of the ``regexp:`` and ``pcre:`` tables: loading, and both evaluation routes.
 
     Subclasses describe their dialect: the default options, the flag letters, whether
@@ -251,15 +250,6 @@ class RuleTable(BaseTable):
         return f"{self.map_type} translation-1"
 
     # -- loading ------------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
-        table = super().open(name, options, writable=writable)
-        table._load(read_rule_source(cls.map_type, name))
-        return table
-
-    def _warn(self, lineno: int, text: str) -> None:
-        log.warning("%s map %s, line %d: %s", self.map_type, self._name, lineno, text)
 
     def _load(self, data: bytes) -> None:
         rules = self.rules

@@ -37,10 +37,9 @@ import socket
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar
 
-from mailmaps.backends._base import BaseTable
-from mailmaps.backends._pattern import read_rule_source
+from mailmaps.backends._pattern import RuleFileTable
 from mailmaps.backends._rules import RuleKind
 from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
@@ -182,7 +181,7 @@ def _clip(context: list[Span], ends: list[int], spans: list[Span]) -> list[Span]
     return out
 
 
-class CidrTable(BaseTable):
+class CidrTable(RuleFileTable):
     """A ``cidr:`` table."""
 
     map_type: ClassVar[str] = "cidr"
@@ -200,15 +199,6 @@ class CidrTable(BaseTable):
         self._plan: list[tuple[RuleKind, int, int, int, bool, str, int]] | None = None
 
     # -- loading ------------------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
-        table = super().open(name, options, writable=writable)
-        table._load(read_rule_source(cls.map_type, name))
-        return table
-
-    def _warn(self, lineno: int, text: str) -> None:
-        log.warning("cidr map %s, line %d: %s", self._name, lineno, text)
 
     def _load(self, data: bytes) -> None:
         rules = self.rules
