@@ -19,20 +19,12 @@ from mailmaps.checks import (
     parse_action,
 )
 from mailmaps.config import MainConfig
-from mailmaps.maps import MapList, open_table
+from mailmaps.maps import MapList
 from mailmaps.message import HeaderEnd, KeyKind, MessageEnd, MessageKey, MimeDefect, MimeError
 from tests.conftest import VECTORS
 from tests.test_message import LABELS, SUMMARY
 
 GLOBAL = VECTORS / "src" / "global"
-
-
-def _have_regexp() -> bool:
-    try:
-        with open_table("regexp:{ {/x/ y} }"):
-            return True
-    except Exception:
-        return False
 
 
 # -- parsing actions ------------------------------------------------------------------------------
@@ -171,8 +163,6 @@ def test_smtp_dialect() -> None:
 
 
 def test_module_doctest() -> None:
-    if not _have_regexp():
-        pytest.skip("regexp: tables not available")
     assert doctest.testmod(mailmaps.checks).failed == 0
 
 
@@ -253,7 +243,6 @@ HBC_VECTORS = {
 }
 
 
-@pytest.mark.skipif(not GLOBAL.is_dir(), reason="Postfix vectors not available")
 @pytest.mark.parametrize("name", sorted(HBC_VECTORS))
 def test_header_body_checks_vectors(name: str) -> None:
     data = (GLOBAL / "mime_test.in").read_bytes()
@@ -437,8 +426,6 @@ DOCS_PAGE = Path(__file__).resolve().parents[1] / "docs" / "checks.md"
 
 def test_docs_examples_run() -> None:
     """The Python examples of docs/checks.md run and do what the page says."""
-    if not _have_regexp():
-        pytest.skip("regexp: tables not available")
     blocks = re.findall(r"^```python\n(.*?)^```", DOCS_PAGE.read_text(), re.MULTILINE | re.DOTALL)
     assert len(blocks) == 3
     namespace: dict[str, object] = {}

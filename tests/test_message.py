@@ -75,7 +75,6 @@ def mime_test_output(events: list[Event]) -> str:
 # -- the regression vector ------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not GLOBAL.is_dir(), reason="Postfix vectors not available")
 def test_mime_test_in_matches_reference_output() -> None:
     """mime_test.in through the MIME engine: every record, class, offset and problem, in order,
     exactly as header_body_checks_null.ref (the test program with no checks) lists them."""
