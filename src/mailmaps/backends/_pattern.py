@@ -8,9 +8,10 @@ surrounding whitespace removed.
 
 from __future__ import annotations
 
+import enum
 import logging
 from pathlib import Path
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from mailmaps.backends._base import BaseTable
 from mailmaps.errors import ConfigError
@@ -18,9 +19,17 @@ from mailmaps.spec import extract_braced, split_list
 from mailmaps.table import OpenOptions
 from mailmaps.text import encode
 
-__all__ = ["RuleFileTable", "inline_rules", "read_rule_source"]
+__all__ = ["RuleFileTable", "RuleKind", "inline_rules", "read_rule_source"]
 
 log = logging.getLogger("mailmaps")
+
+
+class RuleKind(enum.Enum):
+    """What a line of a rule table is."""
+
+    MATCH = "match"
+    IF = "if"
+    ENDIF = "endif"
 
 
 def inline_rules(name: str) -> str:
@@ -75,3 +84,18 @@ class RuleFileTable(BaseTable):
 
     def _warn(self, lineno: int, text: str) -> None:
         log.warning("%s map %s, line %d: %s", self.map_type, self._name, lineno, text)
+
+    @staticmethod
+    def _nest(rules: list[Any], stack: list[int], rule: Any) -> None:
+        """Append ``rule`` (with ``kind`` and ``endif``) to ``rules``, pairing each ENDIF with
+        the innermost open IF as Postfix's rule stack does; ``stack`` holds the open IFs."""
+        if rule.kind is RuleKind.IF:
+            stack.append(len(rules))
+        elif rule.kind is RuleKind.ENDIF:
+            rules[stack.pop()].endif = len(rules)
+        rules.append(rule)
+
+    def _warn_unclosed(self, rules: list[Any], stack: list[int]) -> None:
+        """Report the IFs left open at the end of the table, innermost first."""
+        for index in reversed(stack):
+            self._warn(rules[index].lineno, "IF has no matching ENDIF")

@@ -24,17 +24,16 @@ exact engine runs on a handful of rules instead of all of them.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from mailmaps.backends._pattern import RuleFileTable
+from mailmaps.backends._pattern import RuleFileTable, RuleKind
 from mailmaps.engines import CompileError
 from mailmaps.engines.prefilter import Expression, Prefilter, cache_key
-from mailmaps.source import base64_file_value, logical_lines
+from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode, encode
 
@@ -56,12 +55,6 @@ class Engine(Protocol):
     def search(self, subject: bytes) -> bool: ...
 
     def match(self, subject: bytes) -> list[tuple[int, int]] | None: ...
-
-
-class RuleKind(enum.Enum):
-    MATCH = "match"
-    IF = "if"
-    ENDIF = "endif"
 
 
 @dataclass(slots=True)
@@ -88,13 +81,8 @@ class Rule:
     max_sub: int = 0
     endif: int = -1  # IF: index of the matching ENDIF, or -1 when there is none
     parents: tuple[int, ...] = ()  # indexes of the enclosing IF rules, outermost first
-
-    @property
-    def literal(self) -> bytes | None:
-        """The result when it has no ``$n``: the text, with ``$$`` already made ``$``."""
-        if self.max_sub:
-            return None
-        return b"".join(part for part in self.replacement if isinstance(part, bytes))
+    #: The result when it has no ``$n`` (``$$`` already made ``$``), computed once at load.
+    literal: bytes | None = None
 
 
 class _Problem(Exception):
@@ -219,6 +207,8 @@ class RuleTable(RuleFileTable):
         self._countdown = PREFILTER_AFTER  # lookups until the prefilter is built; -1: never
         self._neg_rules: list[int] = []  # rules to try whatever the prefilter says
         self._rule_of: list[int] = []  # pattern id -> index of its MATCH rule, or -1
+        #: The patterns the prefilter speaks for: positive first patterns and positive IFs.
+        self._positives: list[Pattern] = []
 
     # -- what a dialect provides ----------------------------------------------------------------
 
@@ -255,7 +245,7 @@ class RuleTable(RuleFileTable):
         rules = self.rules
         stack: list[int] = []
         for lineno, raw in logical_lines(data, self._name):
-            line = raw.split(b"\0", 1)[0].rstrip(_SPACE)
+            line = c_string(raw).rstrip(_SPACE)
             if not line:
                 continue
             try:
@@ -266,13 +256,8 @@ class RuleTable(RuleFileTable):
             if rule is None:
                 continue
             rule.parents = tuple(stack)
-            if rule.kind is RuleKind.IF:
-                stack.append(len(rules))
-            elif rule.kind is RuleKind.ENDIF:
-                rules[stack.pop()].endif = len(rules)
-            rules.append(rule)
-        for index in reversed(stack):
-            self._warn(rules[index].lineno, "IF has no matching ENDIF")
+            self._nest(rules, stack, rule)
+        self._warn_unclosed(rules, stack)
         self._index()
         self._plan_prefilter()
 
@@ -286,16 +271,15 @@ class RuleTable(RuleFileTable):
                     self._rule_of.append(
                         index if rule.kind is RuleKind.MATCH and pattern is rule.first else -1
                     )
-            if rule.kind is RuleKind.MATCH and rule.first and not rule.first.positive:
-                self._neg_rules.append(index)
-
-    def _positive_patterns(self) -> list[Pattern]:
-        """The patterns the prefilter speaks for: positive first patterns and positive IFs."""
-        return [rule.first for rule in self.rules if rule.first is not None and rule.first.positive]
+            if rule.first is not None:
+                if rule.first.positive:
+                    self._positives.append(rule.first)
+                elif rule.kind is RuleKind.MATCH:
+                    self._neg_rules.append(index)
 
     def _plan_prefilter(self) -> None:
         policy = prefilter_policy()
-        if policy == "never" or len(self._positive_patterns()) < PREFILTER_MIN_PATTERNS:
+        if policy == "never" or len(self._positives) < PREFILTER_MIN_PATTERNS:
             self._countdown = -1
         if policy == "always":
             self.build_prefilter()
@@ -306,7 +290,7 @@ class RuleTable(RuleFileTable):
         """Build the prefilter now (normally done after a few lookups); return whether the
         table has one.  With ``cached_only``, only a prefilter found in the cache is used."""
         if self._prefilter is None:
-            patterns = self._positive_patterns()
+            patterns = self._positives
             parts = [self._engine_version().encode()]
             for p in patterns:
                 parts.append(b"%d %d %s" % (p.pid, p.options, p.text))
@@ -429,7 +413,8 @@ class RuleTable(RuleFileTable):
             raise _Problem(f'out of range replacement index "{max_sub}": skipping this rule')
         if second is not None:
             self._compile_or_skip(second, groups=False)
-        return Rule(RuleKind.MATCH, lineno, first, second, replacement, max_sub)
+        literal = None if max_sub else b"".join(p for p in replacement if isinstance(p, bytes))
+        return Rule(RuleKind.MATCH, lineno, first, second, replacement, max_sub, literal=literal)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -545,8 +530,7 @@ class RuleTable(RuleFileTable):
         return True
 
     def _lookup_bytes(self, key: bytes) -> bytes | None:
-        if b"\0" in key:
-            key = key[: key.index(b"\0")]  # Postfix sees a C string
+        key = c_string(key)  # Postfix sees a C string
         if self._countdown > 0:
             self._countdown -= 1
         elif self._countdown == 0:
@@ -579,9 +563,7 @@ class RuleTable(RuleFileTable):
                 if utf8 and not key.isascii():
                     append(self.lookup(key))  # with the UTF-8 checks and their warnings
                     continue
-                raw = key.encode("utf-8", "surrogateescape")
-                if b"\0" in raw:
-                    raw = raw[: raw.index(b"\0")]
+                raw = c_string(key.encode("utf-8", "surrogateescape"))
                 if prefilter is None:
                     found = self._scan(raw)
                 else:

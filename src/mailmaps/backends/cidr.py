@@ -39,8 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mailmaps.backends._pattern import RuleFileTable
-from mailmaps.backends._rules import RuleKind
+from mailmaps.backends._pattern import RuleFileTable, RuleKind
 from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode
@@ -209,13 +208,8 @@ class CidrTable(RuleFileTable):
             except _Problem as exc:
                 self._warn(lineno, f"{exc}: skipping this rule")
                 continue
-            if rule.kind is RuleKind.IF:
-                stack.append(len(rules))
-            elif rule.kind is RuleKind.ENDIF:
-                rules[stack.pop()].endif = len(rules)
-            rules.append(rule)
-        for index in reversed(stack):
-            self._warn(rules[index].lineno, "IF has no matching ENDIF")
+            self._nest(rules, stack, rule)
+        self._warn_unclosed(rules, stack)
         for family in _BITS:
             self._index[family] = self._build_index(family)
 

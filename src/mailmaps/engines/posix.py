@@ -290,11 +290,7 @@ def ere_to_pcre(pattern: bytes) -> bytes | None:
             out += b")"
             atom = True
             i += 1
-        elif ch == 0x7C:  # '|'
-            out += b"|"
-            atom = False
-            i += 1
-        elif ch in b"^$":
+        elif ch in b"|^$":  # alternation and anchors: the same in PCRE, and not quantifiable
             out.append(ch)
             atom = False
             i += 1
