@@ -409,9 +409,7 @@ class _Session:
             if found:
                 self.out.flush()
         finally:
-            for table in tables:
-                if table is not None:
-                    table.close()
+            _close_all(tables)
         return found
 
     def _table(self, specs: list[MapSpec], tables: list[Any], i: int) -> Any:
@@ -507,9 +505,7 @@ class _Session:
             if found:
                 self.out.flush()
         finally:
-            for table in tables:
-                if table is not None:
-                    table.close()
+            _close_all(tables)
         return found
 
     def _open_writable(self, spec: MapSpec) -> Any:
@@ -614,6 +610,13 @@ class _Session:
                     self.tool.finish_build(table, self.config, True)
             except LookupFailed as exc:
                 raise Fatal(f"table {spec}: write error: {exc}") from exc
+
+
+def _close_all(tables: list[Any]) -> None:
+    """Close the tables a query mode opened (those still ``None`` were never needed)."""
+    for table in tables:
+        if table is not None:
+            table.close()
 
 
 def _query_error(spec: MapSpec, exc: LookupFailed) -> str:
