@@ -2,23 +2,27 @@
 
 Usage::
 
-    python benchmarks/patterns.py [--rules 10000] [--keys 100000] [--markdown FILE]
+    python benchmarks/patterns.py [--sizes 10,100,1000,10000] [--networks 10000]
+                                  [--keys 100000] [--seconds 3] [--markdown FILE]
 
-A generated table of ``--rules`` rules of the kinds large sites keep (exact addresses, domains
-with captures, spam words, address rewrites with ``$n``), and ``--keys`` keys of which about a
-third match nothing.  Real postmap tries every rule for every key, so it gets a sample of the
-keys (sized to take some seconds); mailmaps gets all of them.  Both must print the same lines
-for the sample: the benchmark fails otherwise.
+For each size, a generated table of that many rules of the kinds large sites keep (exact
+addresses, domains with captures, spam words, address rewrites with ``$n``), and ``--keys`` keys
+of which about a third match nothing; and a cidr table of ``--networks`` networks (80 % IPv4
+/8-/32, 20 % IPv6 /16-/128) with keys half inside some network.
 
 Measured, lookups per second:
 
-* ``postmap -q - TYPE:table`` for real Postfix and for mailmaps (whole process: start-up,
-  table loading and all lookups; mailmaps with its prefilter cache warm);
+* ``postmap -q - TYPE:table`` of real Postfix, on as many keys as take about ``--seconds``;
+* ``postmap -q -`` of mailmaps on all the keys (whole process: start-up, table loading and all
+  lookups, with its prefilter cache warm), and its speed-up over real postmap;
 * in-process ``Table.lookup_many()``;
+* mailmaps' ``postmap -q -`` where the ``hyperscan`` package is missing (required literals
+  looked up in a dictionary), and rule by rule like Postfix (``MAILMAPS_PREFILTER=never``),
+  each on as many keys as take about ``--seconds``;
 * the time to open the table and build its prefilter with a cold cache, and with a warm one.
 
-The cidr table has ``--rules`` networks (80 % IPv4 /8-/32, 20 % IPv6 /16-/128) and the keys are
-half inside some network, half random IPv4 addresses.
+Real postmap and mailmaps must print the same lines for the same keys, with the accelerator and
+without: the benchmark fails otherwise.
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ from pathlib import Path
 
 REAL = "/usr/sbin/postmap"
 OURS = [sys.executable, "-m", "mailmaps.cli.postmap"]
+#: mailmaps' postmap as it runs where the hyperscan package is not installed.
+WITHOUT_ACCELERATOR = [
+    sys.executable,
+    "-c",
+    "import runpy, sys; sys.modules['hyperscan'] = None; sys.argv[0] = 'postmap'; "
+    "runpy.run_module('mailmaps.cli.postmap', run_name='__main__')",
+]
 
 
 def make_table(path: Path, kind: str, rules: int, rng: random.Random) -> list[str]:
@@ -105,17 +116,44 @@ def run(cmd: list[str], keys: Path, env: dict[str, str] | None = None) -> tuple[
     return elapsed, proc.stdout
 
 
+def sampled(
+    cmd: list[str], keys: list[str], d: Path, seconds: float, env: dict[str, str] | None = None
+) -> tuple[float, int, bytes]:
+    """Run ``cmd`` (a ``postmap -q -``) on the first 100, 400, 1,600, ... of ``keys`` until a
+    run takes at least ``seconds`` or gets them all; return that run's rate, number of keys and
+    output."""
+    n = 100
+    while True:
+        n = min(n, len(keys))
+        sample = d / f"sample-{n}"
+        sample.write_text("\n".join(keys[:n]) + "\n")
+        elapsed, out = run(cmd, sample, env)
+        if elapsed >= seconds or n == len(keys):
+            return n / elapsed, n, out
+        n *= 4
+
+
+def speedup(ours: float, theirs: float) -> str:
+    ratio = ours / theirs
+    return f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument(
+        "--sizes", default="10,100,1000,10000", help="rule counts for regexp and pcre"
+    )
+    parser.add_argument("--networks", type=int, default=10_000, help="cidr table size")
     parser.add_argument("--keys", type=int, default=100_000)
-    parser.add_argument("--real-seconds", type=float, default=10.0, help="time budget for real")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time budget of a sample")
     parser.add_argument("--markdown", type=Path, help="append the results as a Markdown table")
     args = parser.parse_args()
 
     from mailmaps import OpenOptions, open_table
     from mailmaps.engines import prefilter
 
+    if not prefilter.available():
+        raise SystemExit("the accelerator is not installed: pip install 'mailmaps[pcre]'")
     rng = random.Random(42)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,64 +164,70 @@ def main() -> None:
         past = time.time() - 3600
         os.utime(conf / "main.cf", (past, past))
         env = dict(os.environ, MAILMAPS_CACHE_DIR=str(d / "cache"))
+        plain_env = dict(env, MAILMAPS_PREFILTER="never")
         os.environ["MAILMAPS_CACHE_DIR"] = str(d / "cache")
-        for kind in ("pcre", "regexp", "cidr"):
-            table = d / f"table.{kind}"
+        cases = [(kind, int(n)) for kind in ("pcre", "regexp") for n in args.sizes.split(",")]
+        for kind, size in [*cases, ("cidr", args.networks)]:
+            table = d / f"table-{size}.{kind}"
             if kind == "cidr":
-                keys = make_cidr(table, args.rules, args.keys, rng)
+                keys = make_cidr(table, size, args.keys, rng)
             else:
-                words = make_table(table, kind, args.rules, rng)
-                keys = make_keys(words, args.keys, rng)
+                keys = make_keys(make_table(table, kind, size, rng), args.keys, rng)
             spec = f"{kind}:{table}"
-            all_keys = d / f"keys.{kind}"
+            all_keys = d / f"keys-{size}.{kind}"
             all_keys.write_text("\n".join(keys) + "\n")
+            real = [REAL, "-c", str(conf), "-q", "-", spec]
+            ours = [*OURS, "-c", str(conf), "-q", "-", spec]
 
-            # Real postmap: calibrate a sample that takes about --real-seconds.
-            probe = d / "probe"
-            probe.write_text("\n".join(keys[:200]) + "\n")
-            t, _ = run([REAL, "-c", str(conf), "-q", "-", spec], probe)
-            sample_n = max(200, min(len(keys), int(200 * args.real_seconds / max(t, 1e-3))))
-            sample = d / "sample"
-            sample.write_text("\n".join(keys[:sample_n]) + "\n")
-            real_t, real_out = run([REAL, "-c", str(conf), "-q", "-", spec], sample)
+            real_rate, real_n, real_out = sampled(real, keys, d, args.seconds)
 
-            # mailmaps: open cold (build the prefilter) and warm (from the cache).
+            # Open cold (building the prefilter) and warm (from the cache), then all keys
+            # in-process and through the CLI.
             start = time.perf_counter()
-            with open_table(spec, OpenOptions(utf8=False)) as t_cold:
+            with open_table(spec, OpenOptions(utf8=False)) as cold_table:
                 if kind != "cidr":
-                    t_cold.build_prefilter()
+                    cold_table.build_prefilter()
             cold = time.perf_counter() - start
             start = time.perf_counter()
-            with open_table(spec, OpenOptions(utf8=False)) as t_warm:
+            with open_table(spec, OpenOptions(utf8=False)) as warm_table:
                 warm = time.perf_counter() - start
                 start = time.perf_counter()
-                t_warm.lookup_many(keys)
+                warm_table.lookup_many(keys)
                 inproc = len(keys) / (time.perf_counter() - start)
-
-            _, our_sample_out = run([*OURS, "-c", str(conf), "-q", "-", spec], sample, env)
-            if our_sample_out != real_out:
-                raise SystemExit(f"{kind}: mailmaps and Postfix answered differently")
-            our_t, _ = run([*OURS, "-c", str(conf), "-q", "-", spec], all_keys, env)
-
-            real_rate = sample_n / real_t
-            cli_rate = len(keys) / our_t
+            _, our_sample = run(ours, d / f"sample-{real_n}", env)
+            if our_sample != real_out:
+                raise SystemExit(f"{spec}: mailmaps and Postfix answered differently")
+            elapsed, _ = run(ours, all_keys, env)
+            cli_rate = len(keys) / elapsed
+            others = []
+            if kind != "cidr":
+                without = [*WITHOUT_ACCELERATOR, "-c", str(conf), "-q", "-", spec]
+                for cmd, how in ((without, env), (ours, plain_env)):
+                    rate, n, out = sampled(cmd, keys, d, args.seconds, how)
+                    _, real_part = run(real, d / f"sample-{n}")
+                    if out != real_part:
+                        raise SystemExit(f"{spec}: {cmd[-1]} answered differently")
+                    others.append(f"{rate:,.0f}/s ({speedup(rate, real_rate)})")
             rows.append(
                 (
                     kind,
-                    f"{real_rate:,.0f}/s ({sample_n:,} keys)",
-                    f"{cli_rate:,.0f}/s ({len(keys):,} keys)",
+                    f"{size:,}",
+                    f"{real_rate:,.0f}/s",
+                    f"{cli_rate:,.0f}/s",
+                    f"**{speedup(cli_rate, real_rate)}**",
                     f"{inproc:,.0f}/s",
-                    f"{cli_rate / real_rate:,.0f}x",
+                    *(others or ["-", "-"]),
                     f"{cold:.2f} s / {warm:.2f} s",
                 )
             )
             print(*rows[-1], sep=" | ", flush=True)
 
-    accel = "hyperscan" if prefilter.available() else "none (rule by rule)"
     head = (
-        f"{args.rules:,} rules; accelerator: {accel}\n\n"
-        "| table | real postmap -q - | mailmaps postmap -q - | mailmaps lookup_many() "
-        "| speed-up (CLI) | open: cold / cached |\n|---|---|---|---|---|---|\n"
+        f"{args.keys:,} keys; accelerator: hyperscan {prefilter.version()}\n\n"
+        "| table | rules | real `postmap -q -` | mailmaps `postmap -q -` | speed-up "
+        "| mailmaps `lookup_many()` | mailmaps without hyperscan | mailmaps rule by rule "
+        "| open: cold / cached |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     text = head + "".join("| " + " | ".join(row) + " |\n" for row in rows)
     print()

@@ -72,6 +72,12 @@ ATOMS = [
     "(?i)A",
     "a++",
     "\\Qa.\\E",
+    # Longer literals, which the prefilter looks for instead of the whole pattern.
+    "abc",
+    "b@exa",
+    "(user|abc)",
+    "User",
+    "mple\\.c",
 ]
 REPLACEMENTS = [
     "plain",
@@ -117,6 +123,9 @@ KEYS = [
     "a\udcc3",
     "@",
     "+",
+    "UsEr@b@example.com",
+    "abcabc",
+    "xabcx\nabc",
 ]
 
 

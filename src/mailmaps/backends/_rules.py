@@ -176,6 +176,8 @@ def parse_replacement(
 PREFILTER_AFTER = 64
 #: Tables with fewer positive patterns than this are always evaluated rule by rule.
 PREFILTER_MIN_PATTERNS = 8
+#: How many keys of a lookup_many() call are scanned by the prefilter at a time.
+_BATCH_KEYS = 4096
 
 
 def prefilter_policy() -> str:
@@ -484,6 +486,8 @@ class RuleTable(RuleFileTable):
     def _filtered(self, key: bytes, candidates: list[int]) -> bytes | None:
         """The answer from the rules that can give it, given the prefilter's ``candidates``
         (ids of positive patterns that might match; every other positive pattern does not)."""
+        if not candidates and not self._neg_rules:
+            return None
         rules = self.rules
         rule_of = self._rule_of
         order = {rule_of[pid] for pid in candidates}
@@ -559,21 +563,33 @@ class RuleTable(RuleFileTable):
         prefilter = self._prefilter
         saved = self._enter()
         try:
-            for key in keys:
-                if utf8 and not key.isascii():
-                    append(self.lookup(key))  # with the UTF-8 checks and their warnings
-                    continue
-                raw = c_string(key.encode("utf-8", "surrogateescape"))
-                if prefilter is None:
-                    found = self._scan(raw)
-                else:
-                    found = self._filtered(raw, prefilter.candidates(raw))
-                if found is None:
-                    append(None)
-                elif utf8 and not found.isascii():
-                    append(self._check_value(key, found.decode("utf-8", "surrogateescape")))
-                else:
-                    append(found.decode("utf-8", "surrogateescape"))
+            for base in range(0, len(keys), _BATCH_KEYS):
+                chunk = keys[base : base + _BATCH_KEYS]
+                # Non-ASCII keys in UTF-8 mode go through lookup(), with its checks and warnings.
+                raws = [
+                    None
+                    if utf8 and not key.isascii()
+                    else c_string(key.encode("utf-8", "surrogateescape"))
+                    for key in chunk
+                ]
+                if prefilter is not None:
+                    candidates = iter(
+                        prefilter.candidates_many([raw for raw in raws if raw is not None])
+                    )
+                for key, raw in zip(chunk, raws, strict=True):
+                    if raw is None:
+                        append(self.lookup(key))
+                        continue
+                    if prefilter is None:
+                        found = self._scan(raw)
+                    else:
+                        found = self._filtered(raw, next(candidates))
+                    if found is None:
+                        append(None)
+                    elif utf8 and not found.isascii():
+                        append(self._check_value(key, found.decode("utf-8", "surrogateescape")))
+                    else:
+                        append(found.decode("utf-8", "surrogateescape"))
         finally:
             self._leave(saved)
         return results
