@@ -203,9 +203,12 @@ def main() -> None:
             if kind != "cidr":
                 without = [*WITHOUT_ACCELERATOR, "-c", str(conf), "-q", "-", spec]
                 for cmd, how in ((without, env), (ours, plain_env)):
-                    rate, n, out = sampled(cmd, keys, d, args.seconds, how)
-                    _, real_part = run(real, d / f"sample-{n}")
-                    if out != real_part:
+                    rate, n, _ = sampled(cmd, keys, d, args.seconds, how)
+                    # Same answers as Postfix on the smaller of the two samples.
+                    common = d / f"sample-{min(n, real_n)}"
+                    _, mine = run(cmd, common, how)
+                    theirs = real_out if n >= real_n else run(real, common)[1]
+                    if mine != theirs:
                         raise SystemExit(f"{spec}: {cmd[-1]} answered differently")
                     others.append(f"{rate:,.0f}/s ({speedup(rate, real_rate)})")
             rows.append(
