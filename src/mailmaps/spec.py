@@ -123,17 +123,18 @@ class MapSpec:
     def parse(cls, text: str | MapSpec, *, default_type: str | None = None) -> MapSpec:
         """Parse ``type:name``; without a colon use ``default_type`` (as postmap does).
 
-        :raises SpecError: no type is given and there is no default, or the type is empty.
+        :raises SpecError: no type is given and there is no default, or the type or the name
+            is empty.
         """
         if isinstance(text, MapSpec):
             return text
         map_type, sep, name = text.partition(":")
         if not sep:
             if default_type is None:
-                raise SpecError(f'expecting "type:name" form instead of "{text}"')
+                raise SpecError(f'open dictionary: expecting "type:name" form instead of "{text}"')
             return cls(default_type, text)
-        if not map_type:
-            raise SpecError(f'empty map type in "{text}"')
+        if not map_type or not name:  # dict_open3(): both parts are required
+            raise SpecError(f'open dictionary: expecting "type:name" form instead of "{text}"')
         return cls(map_type, name)
 
     def __str__(self) -> str:

@@ -362,7 +362,7 @@ class _Session:
         try:
             value: str | None = table.lookup(key)
         except LookupFailed as exc:
-            raise Fatal(f"table {spec}: query error: {exc}") from exc
+            raise Fatal(_query_error(spec, exc)) from exc
         if value is not None and self.options.rhs_is_file:
             value = self._decode_file(spec, key, value)
         return value
@@ -399,6 +399,8 @@ class _Session:
                 if not lines:
                     break
                 raws = [raw[:-1] if raw.endswith(b"\n") else raw for raw in lines]
+                if any(b"\0" in raw for raw in raws):  # Postfix sees C strings
+                    raws = [raw.partition(b"\0")[0] for raw in raws]
                 keys = [raw.decode("utf-8", "surrogateescape") for raw in raws]
                 try:
                     found |= self._query_batch(specs, tables, keys, raws)
@@ -430,7 +432,7 @@ class _Session:
             try:
                 values = table.lookup_many([keys[j] for j in pending])
             except LookupFailed as exc:
-                raise Fatal(f"table {spec}: query error: {exc}") from exc
+                raise Fatal(_query_error(spec, exc)) from exc
             missing = []
             for j, value in zip(pending, values, strict=True):
                 if value is None:
