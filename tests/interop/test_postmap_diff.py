@@ -334,3 +334,13 @@ def test_query_error_message(confdir: Path, tool: str, batch: bool) -> None:
     ours, real = run_ours(tool, args, stdin), run_real(real_tool, args, stdin)
     assert (ours.status, ours.out) == (real.status, real.out)
     assert ours.err.strip().splitlines()[-1] == real.err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("spec", ["static:x", "static:{ a b }", "inline:{a=b}", "fail:x"])
+def test_non_utf8_keys_in_utf8_mode(utf8_confdir: Path, spec: str) -> None:
+    """Every table type checks keys in UTF-8 mode, even those whose answer ignores the key."""
+    args = ["-c", str(utf8_confdir), "-q", "-", spec]
+    batch = b"a\xff\nb\xc3\n\xc3\xa9\n"
+    ours, real = run_ours("postmap", args, batch), run_real(REAL_POSTMAP, args, batch)
+    assert (ours.status, ours.out) == (real.status, real.out)
+    assert ours.err.splitlines() == real.err.splitlines()

@@ -29,7 +29,9 @@ class FailTable(BaseTable):
     def create(cls, name: str, options: OpenOptions, *, mode: int = 0o644) -> TableBuilder:
         raise TemporaryLookupError(f"table fail:{name}: write error: Application error")
 
-    def lookup(self, key: str) -> str | None:
+    def _lookup(self, key: str) -> str | None:
+        # Reached through lookup(), after the UTF-8 key check: a malformed key is skipped
+        # with a warning before the table can fail, as in Postfix.
         raise TemporaryLookupError(f"table {self}: query error: Application error")
 
     def update(self, key: str, value: str) -> None:

@@ -34,8 +34,8 @@ class StaticTable(BaseTable):
             except ValueError as exc:
                 raise ConfigError(str(exc)) from exc
         self.value = value
-        # The value is fixed: no folding or UTF-8 work is needed to answer.
-        self._plain = True
+        # The value is fixed: no folding is needed to answer, only the UTF-8 key check.
+        self._plain = not self._utf8
 
     @classmethod
     def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:

@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,12 +52,36 @@ class _Handler(logging.Handler):
         self.stream = stream
         #: Postfix's util_utf8_enable (smtputf8_enable): UTF-8 in messages is kept.
         self.utf8 = True
+        #: Messages held back by :func:`_held_warnings`.
+        self.held: list[str] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "error" if record.levelno >= logging.ERROR else "warning"
-        text = printable(record.getMessage(), self.utf8)
-        self.stream.write(f"{self.prog}: {level}: {text}\n")
+        line = f"{self.prog}: {level}: {printable(record.getMessage(), self.utf8)}\n"
+        if self.held is not None:
+            self.held.append(line)
+            return
+        self.stream.write(line)
         self.stream.flush()
+
+
+@contextmanager
+def _held_warnings() -> Iterator[None]:
+    """Hold back the CLI's warnings: print them if the block succeeds, drop them if it
+    raises (the caller then replays the work, warnings included, one step at a time)."""
+    handler = next((h for h in log.handlers if isinstance(h, _Handler)), None)
+    if handler is None or handler.held is not None:
+        yield
+        return
+    handler.held = []
+    try:
+        yield
+        held, handler.held = handler.held, None
+        for line in held:
+            handler.stream.write(line)
+        handler.stream.flush()
+    finally:
+        handler.held = None
 
 
 class BlockOutput:
@@ -403,7 +428,8 @@ class _Session:
                     raws = [raw.partition(b"\0")[0] for raw in raws]
                 keys = [raw.decode("utf-8", "surrogateescape") for raw in raws]
                 try:
-                    found |= self._query_batch(specs, tables, keys, raws)
+                    with _held_warnings():
+                        found |= self._query_batch(specs, tables, keys, raws)
                 except (Fatal, MailmapsError):
                     # Replay the batch one key at a time, so that output and diagnostics up to
                     # the failing key are exactly what Postfix's key-by-key loop produces.
