@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from mailmaps.engines import prefilter
 from tests.conftest import REAL_POSTMAP, Result, run_ours, run_real
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(autouse=True, params=["never", "always"])
+@pytest.fixture(autouse=True, params=["never", "always", "no-hyperscan"])
 def route(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """Run every test on both evaluation routes: rule by rule, and through the prefilter."""
-    monkeypatch.setenv("MAILMAPS_PREFILTER", request.param)
+    """Run every test on each evaluation route: rule by rule, through the Hyperscan prefilter,
+    and through the prefilter as it works without Hyperscan (literals in a dictionary)."""
+    if request.param == "no-hyperscan":
+        monkeypatch.setattr(prefilter, "_hs", None)
+    monkeypatch.setenv("MAILMAPS_PREFILTER", "never" if request.param == "never" else "always")
     monkeypatch.setenv("MAILMAPS_CACHE_DIR", str(tmp_path / "cache"))
     return str(request.param)
 
