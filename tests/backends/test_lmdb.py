@@ -217,3 +217,64 @@ def test_map_grows_when_the_size_estimate_falls_short(tmp_path: Path) -> None:
     with open_table(f"lmdb:{tmp_path / 't'}") as table:
         assert table.lookup("k000001x") == "h" * (8 << 20)
         assert table.lookup("k049999") == "v"
+
+
+def write_raw(path: Path, items: dict[bytes, bytes]) -> None:
+    import lmdb
+
+    env = lmdb.open(str(path), subdir=False, lock=False, map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for key, value in items.items():
+            txn.put(key, value)
+    env.close()
+
+
+@pytest.mark.parametrize("utf8", [False, True], ids=["ascii-mode", "utf8-mode"])
+@pytest.mark.parametrize("nul", list(NulMode))
+@pytest.mark.parametrize("fold", [True, False])
+def test_c_reader_answers_as_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, utf8: bool, nul: NulMode, fold: bool
+) -> None:
+    """The optional C reader (lock-free lookups) gives the pure Python path's answers."""
+    from mailmaps.backends import lmdb as backend
+
+    long_key = "k" * 400  # LMDB's limit is 511 bytes; the C reader's buffer holds 1024
+    path = tmp_path / "t.lmdb"
+    write_raw(
+        path,
+        {
+            b"with\0": b"w\0",
+            b"without": b"wo",
+            b"upper\0": b"U",
+            b"Upper\0": b"mixed-case key",
+            b"bad\0": b"\xff\xfe\0",
+            b"cut\0": b"front\0back",
+            b"utf\0": "ünï".encode() + b"\0",
+            "müller\0".encode(): b"m\0",
+            long_key.encode() + b"\0": b"long\0",
+            b"\0": b"empty",
+        },
+    )
+    keys = ["with", "without", "UPPER", "Upper", "upper", "bad", "cut", "utf", "müller", "MÜLLER",
+            long_key, "K" * 2000, "nothere", "with\0x", "wi"]  # fmt: skip
+    options = OpenOptions(utf8=utf8, nul=nul, fold=fold, lock=False)
+
+    def answers() -> list[object]:
+        out: list[object] = []
+        with open_table(f"lmdb:{tmp_path / 't'}", options) as table:
+            for key in keys:
+                try:
+                    out.append(table.lookup(key))
+                except Exception as exc:  # the same error, on both paths
+                    out.append(type(exc))
+            try:
+                out.append(table.lookup_many(keys))
+            except Exception as exc:
+                out.append(type(exc))
+        return out
+
+    with open_table(f"lmdb:{tmp_path / 't'}", options) as table:
+        assert table._fast is not None  # the extension is built (liblmdb-dev is installed)
+    fast = answers()
+    monkeypatch.setattr(backend, "_fast_reader", lambda: None)
+    assert fast == answers()

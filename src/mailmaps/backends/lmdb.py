@@ -40,6 +40,15 @@ _ENTRY_OVERHEAD = 64
 _MAX_GROWTH = 2 * 64  # slmdb.c: bulk mode retries up to 2 * bits(size_t) times
 
 
+def _fast_reader() -> Any:
+    """The optional C reader (``mailmaps._lmdbread``), or ``None`` when it was not built."""
+    try:
+        from mailmaps import _lmdbread  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return _lmdbread.Reader
+
+
 def _driver() -> Any:
     try:
         import lmdb
@@ -58,6 +67,7 @@ class LmdbTable(IndexedTable):
 
     _env: Any = None
     _txn: Any = None
+    _fast: Any = None
 
     def _open(self, writable: bool) -> None:
         lmdb = _driver()
@@ -82,8 +92,28 @@ class LmdbTable(IndexedTable):
             # Without locks, one read transaction serves every lookup: the fastest path, for
             # tables that are replaced by rename (as mailmaps builds them), never changed in place.
             self._txn = self._env.begin(buffers=False)
+            reader = _fast_reader()
+            if reader is not None:
+                # The same, in C, for ASCII keys (mailmaps._lmdbread): it hands everything
+                # unusual back to the code below by answering NotImplemented.
+                try:
+                    self._fast = reader(
+                        self.path,
+                        map_size=self.options.lmdb_map_size,
+                        fold=self._fold,
+                        utf8=self._utf8,
+                        try_with=self._try_with,
+                        try_without=self._try_without,
+                    )
+                except OSError:
+                    self._fast = None
 
     def lookup(self, key: str) -> str | None:
+        fast = self._fast
+        if fast is not None:
+            found: str | None = fast.get(key)
+            if found is not NotImplemented:
+                return found
         # The hot path, flattened into one call with _probe() inlined: an ASCII key needs no
         # UTF-8 check and only ASCII folding; with locks off, one long read transaction answers.
         try:
@@ -118,6 +148,12 @@ class LmdbTable(IndexedTable):
         # One shared lock and one read transaction for the whole batch: a batch sees one
         # consistent table, and a writer waits at most for one batch.
         try:
+            if self._fast is not None:
+                values: list[str | None] = self._fast.get_many(keys)
+                for i, value in enumerate(values):
+                    if value is NotImplemented:
+                        values[i] = self.lookup(keys[i])
+                return values
             if self._txn is not None:  # lock-free: the long read transaction answers
                 return self._lookup_batch(self._txn.get, keys)
             if self._lock_fd < 0:
@@ -178,6 +214,9 @@ class LmdbTable(IndexedTable):
             yield from txn.cursor()
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         if self._txn is not None:
             self._txn.abort()
             self._txn = None
@@ -199,7 +238,9 @@ class LmdbTable(IndexedTable):
         need = int((per_entry + _ENTRY_OVERHEAD) * len(entries) * 2)
         size = max(options.lmdb_map_size, need)
         for _ in range(_MAX_GROWTH):
-            env = lmdb.open(path, subdir=False, lock=False, map_size=size, max_dbs=0)
+            # MDB_WRITEMAP, as Postfix creates its files: pages are written in place, not
+            # copied from malloc()ed buffers (the file is then as large as the map, sparse).
+            env = lmdb.open(path, subdir=False, lock=False, map_size=size, max_dbs=0, writemap=True)
             try:
                 with env.begin(write=True) as txn:
                     # Sorted input: MDB_APPEND fills pages in order, the fastest bulk load.

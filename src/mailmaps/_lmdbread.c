@@ -1,0 +1,229 @@
+/*
+ * mailmaps._lmdbread: the hot path of lock-free lmdb: lookups, in C.
+ *
+ * A Reader opens an LMDB file the way Postfix does (MDB_NOSUBDIR | MDB_NOLOCK, read-only),
+ * keeps one read transaction, and answers ASCII keys: optional ASCII case folding, the key
+ * tried with and without a trailing NUL (Postfix's DICT_FLAG_TRY1NULL / TRY0NULL, narrowed to
+ * what the file turns out to use), the value cut at its first NUL and decoded.  Anything else
+ * (a non-ASCII key, a key too long for the stack buffer, a value that is not UTF-8, an LMDB
+ * error) returns NotImplemented, and the Python code answers it with its full rules and
+ * diagnostics.  The Python backend stays the reference; this module only makes the common
+ * case fast.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <lmdb.h>
+#include <string.h>
+
+#define KEY_MAX 1024
+
+typedef struct {
+    PyObject_HEAD
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int fold;
+    int utf8;
+    int try_with;    /* try the key with a trailing NUL */
+    int try_without; /* try the key without it */
+} Reader;
+
+static void
+reader_close_handles(Reader *self)
+{
+    if (self->txn != NULL) {
+        mdb_txn_abort(self->txn);
+        self->txn = NULL;
+    }
+    if (self->env != NULL) {
+        mdb_env_close(self->env);
+        self->env = NULL;
+    }
+}
+
+static void
+Reader_dealloc(Reader *self)
+{
+    reader_close_handles(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+Reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "map_size", "fold", "utf8", "try_with", "try_without", NULL};
+    PyObject *path_obj;
+    unsigned long long map_size;
+    int fold, utf8, try_with, try_without;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&Kpppp", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &map_size, &fold, &utf8, &try_with,
+                                     &try_without))
+        return -1;
+    reader_close_handles(self);
+    rc = mdb_env_create(&self->env);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(self->env, (size_t)map_size);
+    if (rc == 0)
+        rc = mdb_env_open(self->env, PyBytes_AS_STRING(path_obj),
+                          MDB_NOSUBDIR | MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS, 0644);
+    if (rc == 0)
+        rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->txn);
+    if (rc == 0)
+        rc = mdb_dbi_open(self->txn, NULL, 0, &self->dbi);
+    Py_DECREF(path_obj);
+    if (rc != 0) {
+        reader_close_handles(self);
+        PyErr_Format(PyExc_OSError, "lmdb: %s", mdb_strerror(rc));
+        return -1;
+    }
+    self->fold = fold;
+    self->utf8 = utf8;
+    self->try_with = try_with;
+    self->try_without = try_without;
+    return 0;
+}
+
+/* One lookup; returns a new reference, Py_None, or Py_NotImplemented. */
+static PyObject *
+reader_get(Reader *self, PyObject *key)
+{
+    char buf[KEY_MAX + 1];
+    Py_ssize_t n, i;
+    const char *text, *data, *nul;
+    MDB_val k, v;
+    int rc = MDB_NOTFOUND;
+    size_t len;
+    PyObject *value;
+
+    if (self->txn == NULL || !PyUnicode_Check(key) || !PyUnicode_IS_ASCII(key))
+        Py_RETURN_NOTIMPLEMENTED;
+    n = PyUnicode_GET_LENGTH(key);
+    if (n > KEY_MAX)
+        Py_RETURN_NOTIMPLEMENTED;
+    text = (const char *)PyUnicode_DATA(key);
+    if (self->fold) {
+        for (i = 0; i < n; i++) {
+            char c = text[i];
+            buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+        }
+    } else {
+        memcpy(buf, text, (size_t)n);
+    }
+    buf[n] = '\0';
+    if (memchr(buf, '\0', (size_t)n) != NULL)
+        Py_RETURN_NOTIMPLEMENTED; /* Postfix would see a shorter C string */
+    if (self->try_with) {
+        k.mv_size = (size_t)n + 1;
+        k.mv_data = buf;
+        rc = mdb_get(self->txn, self->dbi, &k, &v);
+        if (rc == 0)
+            self->try_without = 0;
+    }
+    if (rc == MDB_NOTFOUND && self->try_without) {
+        k.mv_size = (size_t)n;
+        k.mv_data = buf;
+        rc = mdb_get(self->txn, self->dbi, &k, &v);
+        if (rc == 0)
+            self->try_with = 0;
+    }
+    if (rc == MDB_NOTFOUND)
+        Py_RETURN_NONE;
+    if (rc != 0)
+        Py_RETURN_NOTIMPLEMENTED;
+    data = (const char *)v.mv_data;
+    len = v.mv_size;
+    nul = memchr(data, '\0', len);
+    if (nul != NULL)
+        len = (size_t)(nul - data);
+    value = PyUnicode_DecodeUTF8(data, (Py_ssize_t)len, self->utf8 ? NULL : "surrogateescape");
+    if (value == NULL) {
+        PyErr_Clear();
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    return value;
+}
+
+static PyObject *
+Reader_get(Reader *self, PyObject *key)
+{
+    return reader_get(self, key);
+}
+
+static PyObject *
+Reader_get_many(Reader *self, PyObject *keys)
+{
+    PyObject *seq, *out;
+    Py_ssize_t n, i;
+
+    seq = PySequence_Fast(keys, "keys must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    n = PySequence_Fast_GET_SIZE(seq);
+    out = PyList_New(n);
+    if (out == NULL) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (i = 0; i < n; i++) {
+        PyObject *value = reader_get(self, PySequence_Fast_GET_ITEM(seq, i));
+        PyList_SET_ITEM(out, i, value);
+    }
+    Py_DECREF(seq);
+    return out;
+}
+
+static PyObject *
+Reader_close(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    reader_close_handles(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef Reader_methods[] = {
+    {"get", (PyCFunction)Reader_get, METH_O,
+     "get(key) -> str | None | NotImplemented: look up one key."},
+    {"get_many", (PyCFunction)Reader_get_many, METH_O,
+     "get_many(keys) -> list: get() for each key."},
+    {"close", (PyCFunction)Reader_close, METH_NOARGS, "Close the file."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "mailmaps._lmdbread.Reader",
+    .tp_doc = "Read-only, lock-free lookups in an lmdb table file.",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Reader_init,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_methods = Reader_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "mailmaps._lmdbread",
+    .m_doc = "Fast lock-free lookups in lmdb table files (optional; see backends/lmdb.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__lmdbread(void)
+{
+    PyObject *m;
+
+    if (PyType_Ready(&ReaderType) < 0)
+        return NULL;
+    m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&ReaderType);
+    if (PyModule_AddObject(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(&ReaderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
