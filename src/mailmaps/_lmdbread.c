@@ -12,7 +12,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 #include <lmdb.h>
+#include <stddef.h>
 #include <string.h>
 
 #define KEY_MAX 1024
@@ -152,26 +154,55 @@ Reader_get(Reader *self, PyObject *key)
 }
 
 static PyObject *
-Reader_get_many(Reader *self, PyObject *keys)
+Reader_get_many(Reader *self, PyObject *args)
 {
-    PyObject *seq, *out;
-    Py_ssize_t n, i;
+    /* get() for keys[start:], stopping after the first NotImplemented: the caller answers
+     * that key in Python before the next one, so that answers stay in order (the NUL
+     * auto-detection depends on which keys came first). */
+    PyObject *keys, *seq, *out;
+    Py_ssize_t start = 0, n, i;
 
+    if (!PyArg_ParseTuple(args, "O|n", &keys, &start))
+        return NULL;
     seq = PySequence_Fast(keys, "keys must be a sequence");
     if (seq == NULL)
         return NULL;
     n = PySequence_Fast_GET_SIZE(seq);
-    out = PyList_New(n);
+    out = PyList_New(0);
     if (out == NULL) {
         Py_DECREF(seq);
         return NULL;
     }
-    for (i = 0; i < n; i++) {
+    for (i = start < 0 ? 0 : start; i < n; i++) {
         PyObject *value = reader_get(self, PySequence_Fast_GET_ITEM(seq, i));
-        PyList_SET_ITEM(out, i, value);
+        int rc = PyList_Append(out, value);
+
+        Py_DECREF(value);
+        if (rc < 0) {
+            Py_DECREF(out);
+            Py_DECREF(seq);
+            return NULL;
+        }
+        if (value == Py_NotImplemented)
+            break;
     }
     Py_DECREF(seq);
     return out;
+}
+
+static PyObject *
+Reader_renew(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    /* See the latest committed version (callers hold Postfix's shared lock). */
+    if (self->txn == NULL)
+        Py_RETURN_FALSE;
+    mdb_txn_reset(self->txn);
+    if (mdb_txn_renew(self->txn) != 0) {
+        mdb_txn_abort(self->txn);
+        self->txn = NULL;
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
 }
 
 static PyObject *
@@ -184,10 +215,18 @@ Reader_close(Reader *self, PyObject *Py_UNUSED(ignored))
 static PyMethodDef Reader_methods[] = {
     {"get", (PyCFunction)Reader_get, METH_O,
      "get(key) -> str | None | NotImplemented: look up one key."},
-    {"get_many", (PyCFunction)Reader_get_many, METH_O,
-     "get_many(keys) -> list: get() for each key."},
+    {"get_many", (PyCFunction)Reader_get_many, METH_VARARGS,
+     "get_many(keys, start=0) -> list: get() for keys[start:], up to the first NotImplemented."},
+    {"renew", (PyCFunction)Reader_renew, METH_NOARGS,
+     "renew() -> bool: start reading the latest version; False (and unusable) on failure."},
     {"close", (PyCFunction)Reader_close, METH_NOARGS, "Close the file."},
     {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef Reader_members[] = {
+    {"try_with", T_INT, offsetof(Reader, try_with), 0, "Keys are tried with a trailing NUL."},
+    {"try_without", T_INT, offsetof(Reader, try_without), 0, "Keys are tried without one."},
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyTypeObject ReaderType = {
@@ -200,6 +239,7 @@ static PyTypeObject ReaderType = {
     .tp_init = (initproc)Reader_init,
     .tp_dealloc = (destructor)Reader_dealloc,
     .tp_methods = Reader_methods,
+    .tp_members = Reader_members,
 };
 
 static struct PyModuleDef module = {

@@ -92,28 +92,46 @@ class LmdbTable(IndexedTable):
             # Without locks, one read transaction serves every lookup: the fastest path, for
             # tables that are replaced by rename (as mailmaps builds them), never changed in place.
             self._txn = self._env.begin(buffers=False)
-            reader = _fast_reader()
-            if reader is not None:
-                # The same, in C, for ASCII keys (mailmaps._lmdbread): it hands everything
-                # unusual back to the code below by answering NotImplemented.
-                try:
-                    self._fast = reader(
-                        self.path,
-                        map_size=self.options.lmdb_map_size,
-                        fold=self._fold,
-                        utf8=self._utf8,
-                        try_with=self._try_with,
-                        try_without=self._try_without,
-                    )
-                except OSError:
-                    self._fast = None
+        reader = _fast_reader()
+        if reader is not None and not writable:
+            # Lookups of ASCII keys in C (mailmaps._lmdbread), with one read transaction that
+            # is renewed under the shared lock when locks are on.  The reader hands everything
+            # unusual back to the Python code below by answering NotImplemented.
+            try:
+                self._fast = reader(
+                    self.path,
+                    map_size=self.options.lmdb_map_size,
+                    fold=self._fold,
+                    utf8=self._utf8,
+                    try_with=self._try_with,
+                    try_without=self._try_without,
+                )
+            except OSError:
+                self._fast = None
 
     def lookup(self, key: str) -> str | None:
         fast = self._fast
         if fast is not None:
-            found: str | None = fast.get(key)
+            found: str | None
+            if self._txn is not None:
+                found = fast.get(key)
+            else:  # Postfix's shared lock around each lookup
+                lockf(self._lock_fd, LOCK_SH)
+                try:
+                    found = fast.get(key) if fast.renew() else NotImplemented
+                finally:
+                    lockf(self._lock_fd, LOCK_UN)
             if found is not NotImplemented:
                 return found
+            # The Python path, with the C reader's view of which NUL convention the file uses.
+            self._try_with, self._try_without = bool(fast.try_with), bool(fast.try_without)
+            try:
+                return self._lookup_python(key)
+            finally:
+                fast.try_with, fast.try_without = self._try_with, self._try_without
+        return self._lookup_python(key)
+
+    def _lookup_python(self, key: str) -> str | None:
         # The hot path, flattened into one call with _probe() inlined: an ASCII key needs no
         # UTF-8 check and only ASCII folding; with locks off, one long read transaction answers.
         try:
@@ -149,11 +167,7 @@ class LmdbTable(IndexedTable):
         # consistent table, and a writer waits at most for one batch.
         try:
             if self._fast is not None:
-                values: list[str | None] = self._fast.get_many(keys)
-                for i, value in enumerate(values):
-                    if value is NotImplemented:
-                        values[i] = self.lookup(keys[i])
-                return values
+                return self._fast_batch(keys)
             if self._txn is not None:  # lock-free: the long read transaction answers
                 return self._lookup_batch(self._txn.get, keys)
             if self._lock_fd < 0:
@@ -166,6 +180,33 @@ class LmdbTable(IndexedTable):
                     self._txn, self._batch = None, False
         except self._lmdb.Error as exc:
             raise PermanentLookupError(f"error reading {self}: {exc}") from exc
+
+    def _fast_batch(self, keys: Sequence[str]) -> list[str | None]:
+        """lookup_many() through the C reader, in key order: a run of keys in C (under one
+        shared lock when locks are on), then the key it hands back in Python, and so on."""
+        fast = self._fast
+        locked = self._txn is None
+        values: list[str | None] = []
+        while len(values) < len(keys):
+            if locked:
+                lockf(self._lock_fd, LOCK_SH)
+                try:
+                    part = fast.get_many(keys, len(values)) if fast.renew() else None
+                finally:
+                    lockf(self._lock_fd, LOCK_UN)
+            else:
+                part = fast.get_many(keys, len(values))
+            if part is None:  # the reader cannot go on: the Python path for the rest
+                self._fast = None
+                return values + self.lookup_many(keys[len(values) :])
+            values += part
+            if values[-1] is NotImplemented:
+                self._try_with, self._try_without = bool(fast.try_with), bool(fast.try_without)
+                try:
+                    values[-1] = self._lookup_python(keys[len(values) - 1])
+                finally:
+                    fast.try_with, fast.try_without = self._try_with, self._try_without
+        return values
 
     def _lookup_locked(self, raw: bytes) -> str | None:
         fd = self._lock_fd
