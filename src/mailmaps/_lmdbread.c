@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <structmember.h>
 #include <lmdb.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -28,6 +29,8 @@ typedef struct {
     int utf8;
     int try_with;    /* try the key with a trailing NUL */
     int try_without; /* try the key without it */
+    int lock_fd;     /* Postfix's shared fcntl lock around each lookup, or -1 */
+    PyObject *fallback; /* lookup() hands what get() cannot answer to this callable */
 } Reader;
 
 static void
@@ -43,25 +46,57 @@ reader_close_handles(Reader *self)
     }
 }
 
+static int
+Reader_traverse(Reader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->fallback);
+    return 0;
+}
+
+static int
+Reader_clear(Reader *self)
+{
+    Py_CLEAR(self->fallback);
+    return 0;
+}
+
 static void
 Reader_dealloc(Reader *self)
 {
+    PyObject_GC_UnTrack(self);
+    Reader_clear(self);
     reader_close_handles(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int
-Reader_init(Reader *self, PyObject *args, PyObject *kwds)
+set_lock(int fd, short type)
 {
-    static char *kwlist[] = {"path", "map_size", "fold", "utf8", "try_with", "try_without", NULL};
-    PyObject *path_obj;
-    unsigned long long map_size;
-    int fold, utf8, try_with, try_without;
+    struct flock fl;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&Kpppp", kwlist, PyUnicode_FSConverter,
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = SEEK_SET;
+    do {
+        rc = fcntl(fd, F_SETLKW, &fl);
+    } while (rc < 0 && errno == EINTR);
+    return rc;
+}
+
+static int
+Reader_init(Reader *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"path", "map_size", "fold", "utf8", "try_with", "try_without",
+                             "lock_fd", "fallback", NULL};
+    PyObject *path_obj, *fallback = Py_None;
+    unsigned long long map_size;
+    int fold, utf8, try_with, try_without, lock_fd = -1;
+    int rc;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&Kpppp|iO", kwlist, PyUnicode_FSConverter,
                                      &path_obj, &map_size, &fold, &utf8, &try_with,
-                                     &try_without))
+                                     &try_without, &lock_fd, &fallback))
         return -1;
     reader_close_handles(self);
     rc = mdb_env_create(&self->env);
@@ -84,6 +119,9 @@ Reader_init(Reader *self, PyObject *args, PyObject *kwds)
     self->utf8 = utf8;
     self->try_with = try_with;
     self->try_without = try_without;
+    self->lock_fd = lock_fd;
+    Py_INCREF(fallback);
+    Py_XSETREF(self->fallback, fallback);
     return 0;
 }
 
@@ -153,6 +191,32 @@ Reader_get(Reader *self, PyObject *key)
     return reader_get(self, key);
 }
 
+static int reader_renew(Reader *self);
+
+static PyObject *
+Reader_lookup(Reader *self, PyObject *key)
+{
+    /* The whole of Table.lookup() for the keys get() answers: under the shared lock when
+     * there is one, with the transaction renewed; the rest goes to the fallback. */
+    PyObject *value;
+
+    if (self->lock_fd >= 0) {
+        if (set_lock(self->lock_fd, F_RDLCK) < 0)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        value = reader_renew(self) ? reader_get(self, key) : Py_NewRef(Py_NotImplemented);
+        if (set_lock(self->lock_fd, F_UNLCK) < 0) {
+            Py_DECREF(value);
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+    } else {
+        value = reader_get(self, key);
+    }
+    if (value != Py_NotImplemented || self->fallback == NULL || self->fallback == Py_None)
+        return value;
+    Py_DECREF(value);
+    return PyObject_CallOneArg(self->fallback, key);
+}
+
 static PyObject *
 Reader_get_many(Reader *self, PyObject *args)
 {
@@ -190,31 +254,40 @@ Reader_get_many(Reader *self, PyObject *args)
     return out;
 }
 
-static PyObject *
-Reader_renew(Reader *self, PyObject *Py_UNUSED(ignored))
+static int
+reader_renew(Reader *self)
 {
     /* See the latest committed version (callers hold Postfix's shared lock). */
     if (self->txn == NULL)
-        Py_RETURN_FALSE;
+        return 0;
     mdb_txn_reset(self->txn);
     if (mdb_txn_renew(self->txn) != 0) {
         mdb_txn_abort(self->txn);
         self->txn = NULL;
-        Py_RETURN_FALSE;
+        return 0;
     }
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+static PyObject *
+Reader_renew(Reader *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(reader_renew(self));
 }
 
 static PyObject *
 Reader_close(Reader *self, PyObject *Py_UNUSED(ignored))
 {
     reader_close_handles(self);
+    Py_CLEAR(self->fallback);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef Reader_methods[] = {
     {"get", (PyCFunction)Reader_get, METH_O,
      "get(key) -> str | None | NotImplemented: look up one key."},
+    {"lookup", (PyCFunction)Reader_lookup, METH_O,
+     "lookup(key) -> str | None: get() under the lock, or the fallback's answer."},
     {"get_many", (PyCFunction)Reader_get_many, METH_VARARGS,
      "get_many(keys, start=0) -> list: get() for keys[start:], up to the first NotImplemented."},
     {"renew", (PyCFunction)Reader_renew, METH_NOARGS,
@@ -234,7 +307,9 @@ static PyTypeObject ReaderType = {
     .tp_name = "mailmaps._lmdbread.Reader",
     .tp_doc = "Read-only, lock-free lookups in an lmdb table file.",
     .tp_basicsize = sizeof(Reader),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Reader_init,
     .tp_dealloc = (destructor)Reader_dealloc,

@@ -105,9 +105,14 @@ class LmdbTable(IndexedTable):
                     utf8=self._utf8,
                     try_with=self._try_with,
                     try_without=self._try_without,
+                    lock_fd=-1 if self._txn is not None else self._lock_fd,
+                    fallback=self._fallback,
                 )
             except OSError:
                 self._fast = None
+            else:
+                # table.lookup(key) goes straight to C (the method below does the same, slower).
+                self.__dict__["lookup"] = self._fast.lookup
 
     def lookup(self, key: str) -> str | None:
         fast = self._fast
@@ -123,13 +128,20 @@ class LmdbTable(IndexedTable):
                     lockf(self._lock_fd, LOCK_UN)
             if found is not NotImplemented:
                 return found
-            # The Python path, with the C reader's view of which NUL convention the file uses.
-            self._try_with, self._try_without = bool(fast.try_with), bool(fast.try_without)
-            try:
-                return self._lookup_python(key)
-            finally:
-                fast.try_with, fast.try_without = self._try_with, self._try_without
+            return self._fallback(key)
         return self._lookup_python(key)
+
+    def _fallback(self, key: str) -> str | None:
+        """The Python path for a key the C reader hands back, with the reader's view of which
+        NUL convention the file uses (and the reader told what this lookup learns)."""
+        fast = self._fast
+        if fast is None:
+            return self._lookup_python(key)
+        self._try_with, self._try_without = bool(fast.try_with), bool(fast.try_without)
+        try:
+            return self._lookup_python(key)
+        finally:
+            fast.try_with, fast.try_without = self._try_with, self._try_without
 
     def _lookup_python(self, key: str) -> str | None:
         # The hot path, flattened into one call with _probe() inlined: an ASCII key needs no
@@ -201,11 +213,7 @@ class LmdbTable(IndexedTable):
                 return values + self.lookup_many(keys[len(values) :])
             values += part
             if values[-1] is NotImplemented:
-                self._try_with, self._try_without = bool(fast.try_with), bool(fast.try_without)
-                try:
-                    values[-1] = self._lookup_python(keys[len(values) - 1])
-                finally:
-                    fast.try_with, fast.try_without = self._try_with, self._try_without
+                values[-1] = self._fallback(keys[len(values) - 1])
         return values
 
     def _lookup_locked(self, raw: bytes) -> str | None:
@@ -256,6 +264,7 @@ class LmdbTable(IndexedTable):
 
     def close(self) -> None:
         if self._fast is not None:
+            self.__dict__.pop("lookup", None)
             self._fast.close()
             self._fast = None
         if self._txn is not None:
