@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEY_MAX 1024
 
@@ -317,11 +318,231 @@ static PyTypeObject ReaderType = {
     .tp_members = Reader_members,
 };
 
+/* ---- Building a table from a uniform postmap source ------------------------------------ */
+
+typedef struct {
+    const char *key;
+    size_t klen;
+    const char *value;
+    size_t vlen;
+    Py_ssize_t line;
+    int lost; /* an equal key won */
+} Entry;
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+    const Entry *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = memcmp(x->key, y->key, n);
+
+    if (c != 0)
+        return c;
+    if (x->klen != y->klen)
+        return x->klen < y->klen ? -1 : 1;
+    return x->line < y->line ? -1 : (x->line > y->line);
+}
+
+static int
+line_cmp(const void *a, const void *b)
+{
+    const Entry *x = *(const Entry *const *)a, *y = *(const Entry *const *)b;
+
+    return x->line < y->line ? -1 : (x->line > y->line);
+}
+
+/* Write the entries that did not lose with MDB_APPEND: 0, an LMDB error code, or ENOMEM. */
+static int
+write_entries(const char *path, size_t map_size, const Entry *ents, Py_ssize_t n, int nul)
+{
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    char *kbuf = NULL, *vbuf = NULL;
+    size_t kcap = 0, vcap = 0;
+    Py_ssize_t i;
+    int rc;
+
+    rc = mdb_env_create(&env);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(env, map_size);
+    if (rc == 0)
+        rc = mdb_env_open(env, path, MDB_NOSUBDIR | MDB_NOLOCK | MDB_WRITEMAP, 0644);
+    if (rc == 0)
+        rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc == 0)
+        rc = mdb_dbi_open(txn, NULL, 0, &dbi);
+    for (i = 0; rc == 0 && i < n; i++) {
+        MDB_val k, v;
+
+        if (ents[i].lost)
+            continue;
+        if (ents[i].klen + 1 > kcap) {
+            kcap = 2 * (ents[i].klen + 1);
+            free(kbuf);
+            if ((kbuf = malloc(kcap)) == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+        }
+        if (ents[i].vlen + 1 > vcap) {
+            vcap = 2 * (ents[i].vlen + 1);
+            free(vbuf);
+            if ((vbuf = malloc(vcap)) == NULL) {
+                rc = ENOMEM;
+                break;
+            }
+        }
+        memcpy(kbuf, ents[i].key, ents[i].klen);
+        memcpy(vbuf, ents[i].value, ents[i].vlen);
+        kbuf[ents[i].klen] = '\0';
+        vbuf[ents[i].vlen] = '\0';
+        k.mv_data = kbuf;
+        k.mv_size = ents[i].klen + (nul ? 1 : 0);
+        v.mv_data = vbuf;
+        v.mv_size = ents[i].vlen + (nul ? 1 : 0);
+        rc = mdb_put(txn, dbi, &k, &v, MDB_APPEND);
+    }
+    free(kbuf);
+    free(vbuf);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (rc == 0)
+        rc = mdb_env_sync(env, 1);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    if (env != NULL)
+        mdb_env_close(env);
+    return rc;
+}
+
+static PyObject *
+build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+{
+    /* Build an lmdb file at path from a postmap source whose every line should be
+     * "key SEP value" (the caller has checked the rest: no comments, quotes, backslashes,
+     * NULs, other white space or bad UTF-8, and data holds no final newline).  Keys are
+     * ASCII-folded when asked, the entries sorted, of equal keys the first kept (with replace,
+     * the last), and the file written in one append-only transaction, the map doubling when
+     * full.  Returns None, writing nothing, when some line is not of that form (the caller then
+     * parses in Python); else the [(line, key)] of the entries that lost to an equal key, in
+     * line order. */
+    static char *kwlist[] = {"path", "data", "sep", "fold", "nul", "replace", "map_size", NULL};
+    PyObject *path_obj, *out = NULL;
+    Py_buffer data;
+    int sep, fold, nul, replace, rc = 0, bad = 0;
+    unsigned long long map_size;
+    char *text = NULL;
+    const char *path;
+    Entry *ents = NULL, **lost = NULL;
+    Py_ssize_t n = 1, i, nlost = 0, line;
+    size_t pos, len, size;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&y*ipppK", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &data, &sep, &fold, &nul, &replace, &map_size))
+        return NULL;
+    path = PyBytes_AS_STRING(path_obj);
+    len = (size_t)data.len;
+    for (pos = 0; pos < len; pos++)
+        n += ((const char *)data.buf)[pos] == '\n';
+    text = malloc(len + 1);
+    ents = calloc((size_t)n, sizeof(Entry));
+    lost = calloc((size_t)n, sizeof(Entry *));
+    if (text == NULL || ents == NULL || lost == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(text, data.buf, len);
+    size = (size_t)map_size;
+    Py_BEGIN_ALLOW_THREADS
+    for (pos = 0, line = 0; line < n; line++) {
+        char *start = text + pos, *end = memchr(start, '\n', len - pos), *cut, *c;
+
+        if (end == NULL)
+            end = text + len;
+        cut = memchr(start, sep, (size_t)(end - start));
+        if (cut == NULL || cut == start || cut + 1 == end
+            || memchr(cut + 1, sep, (size_t)(end - cut - 1)) != NULL || cut[-1] == ':') {
+            bad = 1; /* no separator, an empty key or value, two separators, or "key:" */
+            break;
+        }
+        if (fold)
+            for (c = start; c < cut; c++)
+                if (*c >= 'A' && *c <= 'Z')
+                    *c = (char)(*c + ('a' - 'A'));
+        ents[line].key = start;
+        ents[line].klen = (size_t)(cut - start);
+        ents[line].value = cut + 1;
+        ents[line].vlen = (size_t)(end - cut - 1);
+        ents[line].line = line + 1;
+        pos = (size_t)(end - text) + 1;
+    }
+    if (!bad) {
+        qsort(ents, (size_t)n, sizeof(Entry), entry_cmp);
+        /* Equal keys are neighbours, in line order. */
+        for (i = 1; i < n; i++) {
+            if (ents[i].klen == ents[i - 1].klen
+                && memcmp(ents[i].key, ents[i - 1].key, ents[i].klen) == 0) {
+                Entry *gone = replace ? &ents[i - 1] : &ents[i];
+
+                gone->lost = 1;
+                lost[nlost++] = gone;
+            }
+        }
+        qsort(lost, (size_t)nlost, sizeof(Entry *), line_cmp);
+        for (;;) {
+            rc = write_entries(path, size, ents, n, nul);
+            if (rc != MDB_MAP_FULL || size > ((size_t)-1) / 2)
+                break;
+            unlink(path);
+            size *= 2;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        out = Py_NewRef(Py_None);
+        goto done;
+    }
+    if (rc != 0) {
+        unlink(path);
+        PyErr_Format(PyExc_OSError, "error writing %s: %s", path,
+                     rc == ENOMEM ? "out of memory" : mdb_strerror(rc));
+        goto done;
+    }
+    out = PyList_New(nlost);
+    for (i = 0; out != NULL && i < nlost; i++) {
+        PyObject *item = Py_BuildValue("(ny#)", lost[i]->line, lost[i]->key,
+                                       (Py_ssize_t)lost[i]->klen);
+
+        if (item == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+done:
+    free(text);
+    free(ents);
+    free(lost);
+    PyBuffer_Release(&data);
+    Py_DECREF(path_obj);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"build_uniform", (PyCFunction)(void (*)(void))build_uniform, METH_VARARGS | METH_KEYWORDS,
+     "build_uniform(path, data, sep, fold, nul, replace, map_size) -> list | None"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "mailmaps._lmdbread",
     .m_doc = "Fast lock-free lookups in lmdb table files (optional; see backends/lmdb.py).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC

@@ -198,18 +198,30 @@ def parse_postmap_bulk(
     return pairs
 
 
-def _split_uniform(data: bytes, terminator: bytes) -> tuple[list[bytes], list[bytes]] | None:
-    # The fastest case, typical of generated tables: every line is "key SEP value" with one
-    # and the same single whitespace character SEP, and no other whitespace, comments or blank
-    # lines.  Then splitting the whole text at whitespace alternates keys and values, and the
-    # terminator can be put in place before the split.  (The checks look for single bytes where
-    # they can: that is many times faster on large files.)
+def uniform_separator(data: bytes, utf8: bool) -> tuple[bytes, bytes] | None:
+    """Whether ``data`` may be a *uniform* postmap source, the fastest case, typical of generated
+    tables: every line ``key SEP value`` with one and the same white-space byte SEP, and no other
+    white space, comments, blank lines, quotes, backslashes or NULs (nor bad UTF-8 in UTF-8
+    mode).  Returns the text without its final newline and SEP, or ``None``.  Whether each line
+    really has one SEP between a key and a value is left to the caller.  (The checks look for
+    single bytes where they can: that is many times faster on large files.)"""
+    if not _is_plain(data, utf8):
+        return None
     body = data[:-1] if data.endswith(b"\n") else data
     if not body or (b"#" in body and (body.startswith(b"#") or b"\n#" in body)):
         return None
     for sep in (b"\t", b" "):
-        if any(w in body for w in _WHITESPACE if w != sep):
-            continue
+        if not any(w in body for w in _WHITESPACE if w != sep):
+            return body, sep
+    return None
+
+
+def _split_uniform(data: bytes, terminator: bytes) -> tuple[list[bytes], list[bytes]] | None:
+    # A uniform source (see uniform_separator): splitting the whole text at white space
+    # alternates keys and values, and the terminator can be put in place before the split.
+    found = uniform_separator(data, False)  # the caller has checked quotes and UTF-8
+    if found is not None:
+        body, sep = found
         lines = body.split(b"\n")
         if set(map(bytes.count, lines, repeat(sep))) != {1}:
             return None

@@ -12,6 +12,7 @@ import pytest
 
 from mailmaps import ConfigError, Duplicates, NulMode, OpenOptions, create_table, open_table
 from mailmaps.backends._indexed import IndexedBuilder
+from mailmaps.source import parse_postmap_source
 from mailmaps.testing import TableContract
 
 
@@ -110,7 +111,8 @@ def test_duplicates(
         builder.add("dup", "second", "src, line 2")
     with open_table(f"lmdb:{tmp_path / 't'}") as table:
         assert table.lookup("dup") == expected
-    warned = 'src, line 2: duplicate entry: "dup"' in caplog.text
+    # As dict_lmdb.c names the table, not the source line.
+    warned = f'lmdb:{tmp_path / "t"}: duplicate entry: "dup"' in caplog.text
     assert warned is (policy is Duplicates.WARN)
 
 
@@ -287,3 +289,25 @@ def test_c_reader_answers_as_python(
     fast = answers()
     monkeypatch.setattr(backend, "_fast_reader", lambda: None)
     assert fast == answers()
+
+
+@pytest.mark.parametrize("source", [b"B\tx\na\ty\nb\tz\n", b"a\tb\nc\t\n", b"k v\nK w"])
+@pytest.mark.parametrize("nul", [NulMode.AUTO, NulMode.WITHOUT])
+def test_c_writer_builds_what_python_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: bytes, nul: NulMode
+) -> None:
+    """The optional C writer of uniform sources stores what the Python build stores (and
+    hands sources that are not uniform back to the Python parser)."""
+    from mailmaps.backends.lmdb import LmdbTable
+
+    assert LmdbTable.source_writer is not None  # built with the extension
+    options = OpenOptions(nul=nul)
+    with create_table(f"lmdb:{tmp_path / 'c'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert builder.add_source(source, "src")
+    monkeypatch.setattr(LmdbTable, "source_writer", None)
+    with create_table(f"lmdb:{tmp_path / 'py'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert not builder.add_source(source, "src")
+        builder.add_many(parse_postmap_source(source, "src", utf8=True), "src")
+    assert raw_items(tmp_path / "c.lmdb") == raw_items(tmp_path / "py.lmdb")

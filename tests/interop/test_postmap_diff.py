@@ -344,3 +344,48 @@ def test_non_utf8_keys_in_utf8_mode(utf8_confdir: Path, spec: str) -> None:
     ours, real = run_ours("postmap", args, batch), run_real(REAL_POSTMAP, args, batch)
     assert (ours.status, ours.out) == (real.status, real.out)
     assert ours.err.splitlines() == real.err.splitlines()
+
+
+UNIFORM_SOURCES = {
+    # One separator, no comments: mailmaps' C writer (lmdb) or bulk path takes these.
+    "uniform": b"Foo\tbar\nfoo\tbaz\nabc\t1\nx\ty\nABC\t2\nx\tz\n",
+    "uniform-spaces": b"k1 v1\nK1 v2\nk2 v3\n",
+    # Almost uniform: the writer must hand these back to the line parser.
+    "empty-value": b"a\tb\nc\t\nd\te\n",
+    "key-colon": b"a:\tb\nc\td\n",
+    "two-separators": b"a\tb\tc\nd\te\n",
+}
+for _seed in range(3):  # generated: keys that collide when folded, in random order
+    _rng = random.Random(_seed)
+    UNIFORM_SOURCES[f"generated-{_seed}"] = b"".join(
+        b"%s\t%s\n"
+        % (
+            _rng.choice([b"user", b"User", b"USER", b"a", b"b.c", b"x@y"])
+            + b"%d" % _rng.randrange(9),
+            b"v%d" % n,
+        )
+        for n in range(_rng.randint(1, 60))
+    )
+
+
+@pytest.mark.parametrize("flags", [[], ["-r"], ["-w"], ["-N"], ["-f"]], ids=str)
+@pytest.mark.parametrize("source", sorted(UNIFORM_SOURCES))
+@pytest.mark.parametrize("map_type", ["lmdb", "cdb", "hash", "btree"])
+def test_build_warnings_and_contents(
+    tmp_path: Path, confdir: Path, map_type: str, source: str, flags: list[str]
+) -> None:
+    """Builds print Postfix's warnings (duplicates name the table as each backend does) and
+    store what Postfix stores, whichever of mailmaps' build paths takes the source."""
+    results = []
+    for who in ("ours", "real"):
+        d = tmp_path / who
+        d.mkdir()
+        src = d / "map"
+        src.write_bytes(UNIFORM_SOURCES[source])
+        backdate(src)
+        args = ["-c", str(confdir), *flags, f"{map_type}:{src}"]
+        built = run_ours("postmap", args) if who == "ours" else run_real(REAL_POSTMAP, args)
+        listing = run_real(REAL_POSTMAP, ["-c", str(confdir), *flags, "-s", f"{map_type}:{src}"])
+        err = built.err.replace(str(d), "DIR")
+        results.append((built.status, err.splitlines(), sorted(listing.out.splitlines())))
+    assert results[0] == results[1]

@@ -28,6 +28,7 @@ from typing import ClassVar, Self
 
 from mailmaps.backends._base import BaseTable
 from mailmaps.errors import ConfigError, MailmapsError
+from mailmaps.source import parse_postmap_source, uniform_separator
 from mailmaps.table import Duplicates, NulMode, OpenOptions, TableBuilder
 from mailmaps.text import decode, encode, fold
 
@@ -205,10 +206,11 @@ class IndexedTable(BaseTable):
         with self._lock(True):
             if self._put(raw_key, raw_value, overwrite=policy is Duplicates.REPLACE):
                 return
+        label = self.duplicate_label(self._name)
         if policy is Duplicates.WARN:
-            log.warning('%s: duplicate entry: "%s"', self, key)
+            log.warning('%s: duplicate entry: "%s"', label, key)
         elif policy is Duplicates.ERROR:
-            raise ConfigError(f'{self}: duplicate entry: "{key}"')
+            raise ConfigError(f'{label}: duplicate entry: "{key}"')
 
     def put_raw(self, key: bytes, value: bytes) -> None:
         """Store bytes exactly as given (no folding, no NUL), replacing an existing entry."""
@@ -263,6 +265,16 @@ class IndexedTable(BaseTable):
         """Write a complete new table file at ``path`` from entries sorted by key."""
         raise NotImplementedError
 
+    @classmethod
+    def duplicate_label(cls, name: str) -> str:
+        """How Postfix names the table in its "duplicate entry" warnings (``dict_lmdb.c``
+        says ``lmdb:NAME``; ``dict_db.c`` the file, ``dict_cdb.c`` the name)."""
+        return f"{cls.map_type}:{name}"
+
+    #: Builds a file straight from a uniform postmap source, in C: the signature of
+    #: ``mailmaps._lmdbread.build_uniform``, or ``None`` where the backend has no such path.
+    source_writer: ClassVar[Callable[..., list[tuple[int, bytes]] | None] | None] = None
+
 
 class IndexedBuilder:
     """A bulk build of an :class:`IndexedTable` file; see :class:`~mailmaps.table.TableBuilder`.
@@ -293,6 +305,9 @@ class IndexedBuilder:
         )
         self._done = False
         self.label = f"{table_cls.map_type}:{name}"
+        self._duplicates = table_cls.duplicate_label(name)
+        #: A whole source for the C writer: (text, separator, original data, path).
+        self._source: tuple[bytes, bytes, bytes, str] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -334,9 +349,9 @@ class IndexedBuilder:
             if stored not in store or policy is Duplicates.REPLACE:
                 store[stored] = value + nul
             elif policy is Duplicates.WARN:
-                log.warning('%s: duplicate entry: "%s"', self._where(path, lineno), decode(key))
+                log.warning('%s: duplicate entry: "%s"', self._duplicates, decode(key))
             elif policy is Duplicates.ERROR:
-                raise ConfigError(f'{self._where(path, lineno)}: duplicate entry: "{decode(key)}"')
+                raise ConfigError(f'{self._duplicates}: duplicate entry: "{decode(key)}"')
 
     def _where(self, path: str, lineno: int) -> str:
         if not path:
@@ -399,6 +414,47 @@ class IndexedBuilder:
         self._entries = store
         return True
 
+    def add_source(self, data: bytes, path: str) -> bool:
+        """Take a whole postmap source for the backend's C writer, when it has one and the
+        source is uniform (see :func:`mailmaps.source.uniform_separator`); else store nothing
+        and return False.  The file is then written by :meth:`commit`, which parses the source
+        in Python after all if the writer finds a line that is not ``key SEP value``."""
+        opts = self.options
+        if self.table_cls.source_writer is None or self._entries or self._sorted:
+            return False
+        if opts.fold and not data.isascii():
+            return False  # Unicode case folding is the Python code's
+        found = uniform_separator(data, opts.utf8)
+        if found is None:
+            return False
+        self._source = (found[0], found[1], data, path)
+        return True
+
+    def _write_source(self, tmp: str) -> bool:
+        """Write the source taken by :meth:`add_source`; False when it was not uniform."""
+        assert self._source is not None and self.table_cls.source_writer is not None
+        body, sep, data, path = self._source
+        opts = self.options
+        lost = self.table_cls.source_writer(
+            tmp,
+            body,
+            sep=sep[0],
+            fold=opts.fold,
+            nul=bool(self._nul),
+            replace=opts.duplicates is Duplicates.REPLACE,
+            map_size=max(opts.lmdb_map_size, 3 * len(body) + 64 * body.count(b"\n") + 65536),
+        )
+        if lost is None:
+            self._source = None
+            self.add_many(parse_postmap_source(data, path, utf8=opts.utf8), path)
+            return False
+        for _, key in lost:  # in line order, as the Python path warns
+            if opts.duplicates is Duplicates.WARN:
+                log.warning('%s: duplicate entry: "%s"', self._duplicates, decode(key))
+            elif opts.duplicates is Duplicates.ERROR:
+                raise ConfigError(f'{self._duplicates}: duplicate entry: "{decode(key)}"')
+        return True
+
     def add_raw(self, key: bytes, value: bytes) -> None:
         """Store an entry exactly as given: no folding and no trailing NUL.
 
@@ -421,6 +477,8 @@ class IndexedBuilder:
         return self._entries
 
     def __len__(self) -> int:
+        if self._source is not None:
+            return self._source[0].count(b"\n") + 1
         return len(self._entries) + len(self._sorted)
 
     def commit(self) -> None:
@@ -433,9 +491,10 @@ class IndexedBuilder:
         os.close(fd)
         try:
             os.unlink(tmp)  # the writer creates the file itself
-            # Sorting the items is cheaper than sorting the keys and looking each value up.
-            items = self._sorted if not self._entries else sorted(self._store().items())
-            self.table_cls.write_file(tmp, items, self.options)
+            if self._source is None or not self._write_source(tmp):
+                # Sorting the items is cheaper than sorting the keys and looking each up.
+                items = self._sorted if not self._entries else sorted(self._store().items())
+                self.table_cls.write_file(tmp, items, self.options)
             os.chmod(tmp, self.mode)
             if self.owner is not None:
                 os.chown(tmp, *self.owner)
@@ -447,9 +506,9 @@ class IndexedBuilder:
                 raise ConfigError(f"create database {self.path}: {exc.strerror or exc}") from exc
             raise
         finally:
-            self._entries, self._sorted = {}, []
+            self._entries, self._sorted, self._source = {}, [], None
 
     def abort(self) -> None:
         """Discard the build; the target is untouched."""
         self._done = True
-        self._entries, self._sorted = {}, []
+        self._entries, self._sorted, self._source = {}, [], None

@@ -85,6 +85,10 @@ class CdbTable(IndexedTable):
 
     # -- opening --------------------------------------------------------------------------
 
+    @classmethod
+    def duplicate_label(cls, name: str) -> str:
+        return name
+
     def _open(self, writable: bool) -> None:
         if writable:
             # dict_cdb_open(): -i and -d open O_RDWR, which cdb refuses before anything else.

@@ -117,6 +117,10 @@ class _BerkeleyTable(IndexedTable):
     _db: Any = None
     _env: Any = None
 
+    @classmethod
+    def duplicate_label(cls, name: str) -> str:
+        return name + ".db"
+
     def _open(self, writable: bool) -> None:
         bdb = _driver(self.map_type)
         # The lock file descriptor also proves that the file exists: a missing file is an

@@ -49,6 +49,15 @@ def _fast_reader() -> Any:
     return _lmdbread.Reader
 
 
+def _source_writer() -> Any:
+    """The optional C builder (``mailmaps._lmdbread.build_uniform``), or ``None``."""
+    try:
+        from mailmaps import _lmdbread  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return _lmdbread.build_uniform
+
+
 def _driver() -> Any:
     try:
         import lmdb
@@ -68,6 +77,7 @@ class LmdbTable(IndexedTable):
     _env: Any = None
     _txn: Any = None
     _fast: Any = None
+    source_writer: ClassVar[Any] = _source_writer()
 
     def _open(self, writable: bool) -> None:
         lmdb = _driver()

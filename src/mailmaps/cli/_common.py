@@ -608,6 +608,13 @@ class _Session:
         if opts.as_owner and os.getuid() == 0 and (st.st_uid, st.st_gid) != (0, 0):
             builder.owner = (st.st_uid, st.st_gid)
         with builder:
+            if (
+                self.tool.finish_build is None
+                and not opts.rhs_is_file
+                and getattr(builder, "add_source", None) is not None
+                and builder.add_source(data, spec.name)
+            ):
+                return  # the backend's C writer takes the whole (uniform) source
             terminator = builder.terminator
             bulk = self.tool.parse_bulk(data, self.options.utf8, opts.rhs_is_file, terminator)
             if bulk is None or not builder.add_bulk(*bulk, terminated=True):
