@@ -488,3 +488,38 @@ def test_error_messages_match_postfix(pfconf: Path, tmp_path: Path) -> None:
     with open_table(spec) as table, pytest.raises(PermanentLookupError) as lookup_info:
         table.lookup("upper")
     assert f"postmap: fatal: {lookup_info.value}\n" in fatal("-q", "upper", spec)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        b"B\tx\na\ty\nb\tz\n",
+        b"a\tb\nc\t\n",
+        b"k v\nK w",
+        b"only\tone",
+        b"x\ty\n" * 3,
+        b"".join(b"K%d\tv%d\n" % (i * 7919 % 3000, i) for i in range(5000)),  # many per table
+    ],
+    ids=["unsorted", "empty-value", "spaces", "no-newline", "same-line", "generated"],
+)
+@pytest.mark.parametrize("nul", [NulMode.AUTO, NulMode.WITH])
+def test_c_writer_builds_what_python_builds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: bytes, nul: NulMode
+) -> None:
+    """The optional C writer of uniform sources writes the Python writer's bytes (and hands
+    sources that are not uniform back to the Python parser)."""
+    from mailmaps.backends._indexed import IndexedBuilder
+    from mailmaps.backends.cdb import CdbTable
+    from mailmaps.source import parse_postmap_source
+
+    assert CdbTable.source_writer is not None  # built with the extension
+    options = OpenOptions(nul=nul)
+    with create_table(f"cdb:{tmp_path / 'c'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert builder.add_source(source, "src")
+    monkeypatch.setattr(CdbTable, "source_writer", None)
+    with create_table(f"cdb:{tmp_path / 'py'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert not builder.add_source(source, "src")
+        builder.add_many(parse_postmap_source(source, "src", utf8=True), "src")
+    assert (tmp_path / "c.cdb").read_bytes() == (tmp_path / "py.cdb").read_bytes()

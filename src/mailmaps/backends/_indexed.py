@@ -272,7 +272,7 @@ class IndexedTable(BaseTable):
         return f"{cls.map_type}:{name}"
 
     #: Builds a file straight from a uniform postmap source, in C: the signature of
-    #: ``mailmaps._lmdbread.build_uniform``, or ``None`` where the backend has no such path.
+    #: ``mailmaps._speedups.build_uniform``, or ``None`` where the backend has no such path.
     source_writer: ClassVar[Callable[..., list[tuple[int, bytes]] | None] | None] = None
 
 

@@ -23,6 +23,7 @@ Files are read through ``mmap``.  Writing uses the C ``djb_hash`` of the ``pure-
 from __future__ import annotations
 
 import errno
+import functools
 import mmap
 import operator
 import os
@@ -31,7 +32,7 @@ import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from itertools import accumulate, islice, repeat
-from typing import BinaryIO, ClassVar, NoReturn
+from typing import Any, BinaryIO, ClassVar, NoReturn
 
 from mailmaps.backends._indexed import IndexedTable
 from mailmaps.errors import ConfigError, PermanentLookupError, UnsupportedOperation
@@ -72,6 +73,15 @@ _SLOT_CODE = next(code for code in ("Q", "L") if array(code).itemsize == 8)
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
+def _source_writer() -> Any:
+    """The optional C builder of uniform sources (``mailmaps._speedups``), or ``None``."""
+    try:
+        from mailmaps import _speedups  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - depends on the installation
+        return None
+    return functools.partial(_speedups.build_uniform, format="cdb")
+
+
 class CdbTable(IndexedTable):
     """A ``cdb:`` table: ``NAME.cdb``, keys and values without a trailing NUL by default."""
 
@@ -84,6 +94,8 @@ class CdbTable(IndexedTable):
     _fd: int = -1
 
     # -- opening --------------------------------------------------------------------------
+
+    source_writer: ClassVar[Any] = _source_writer()
 
     @classmethod
     def duplicate_label(cls, name: str) -> str:

@@ -41,21 +41,21 @@ _MAX_GROWTH = 2 * 64  # slmdb.c: bulk mode retries up to 2 * bits(size_t) times
 
 
 def _fast_reader() -> Any:
-    """The optional C reader (``mailmaps._lmdbread``), or ``None`` when it was not built."""
+    """The optional C reader (``mailmaps._speedups``), or ``None`` when it was not built."""
     try:
-        from mailmaps import _lmdbread  # type: ignore[attr-defined]
+        from mailmaps import _speedups  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - depends on the installation
         return None
-    return _lmdbread.Reader
+    return _speedups.Reader
 
 
 def _source_writer() -> Any:
-    """The optional C builder (``mailmaps._lmdbread.build_uniform``), or ``None``."""
+    """The optional C builder (``mailmaps._speedups.build_uniform``), or ``None``."""
     try:
-        from mailmaps import _lmdbread  # type: ignore[attr-defined]
+        from mailmaps import _speedups  # type: ignore[attr-defined]
     except ImportError:  # pragma: no cover - depends on the installation
         return None
-    return _lmdbread.build_uniform
+    return _speedups.build_uniform
 
 
 def _driver() -> Any:
@@ -104,7 +104,7 @@ class LmdbTable(IndexedTable):
             self._txn = self._env.begin(buffers=False)
         reader = _fast_reader()
         if reader is not None and not writable:
-            # Lookups of ASCII keys in C (mailmaps._lmdbread), with one read transaction that
+            # Lookups of ASCII keys in C (mailmaps._speedups), with one read transaction that
             # is renewed under the shared lock when locks are on.  The reader hands everything
             # unusual back to the Python code below by answering NotImplemented.
             try:

@@ -1,20 +1,28 @@
 /*
- * mailmaps._lmdbread: the hot path of lock-free lmdb: lookups, in C.
+ * mailmaps._speedups: optional C for the hot paths of indexed tables.
  *
- * A Reader opens an LMDB file the way Postfix does (MDB_NOSUBDIR | MDB_NOLOCK, read-only),
- * keeps one read transaction, and answers ASCII keys: optional ASCII case folding, the key
- * tried with and without a trailing NUL (Postfix's DICT_FLAG_TRY1NULL / TRY0NULL, narrowed to
- * what the file turns out to use), the value cut at its first NUL and decoded.  Anything else
- * (a non-ASCII key, a key too long for the stack buffer, a value that is not UTF-8, an LMDB
- * error) returns NotImplemented, and the Python code answers it with its full rules and
- * diagnostics.  The Python backend stays the reference; this module only makes the common
- * case fast.
+ * - Reader: lmdb: lookups.  It opens an LMDB file the way Postfix does (MDB_NOSUBDIR |
+ *   MDB_NOLOCK, read-only), keeps one read transaction (renewed under Postfix's shared fcntl
+ *   lock when locks are on), and answers ASCII keys: optional ASCII case folding, the key tried
+ *   with and without a trailing NUL (Postfix's DICT_FLAG_TRY1NULL / TRY0NULL, narrowed to what
+ *   the file turns out to use), the value cut at its first NUL and decoded.  Anything else (a
+ *   non-ASCII key, a key too long for the stack buffer, a value that is not UTF-8, an LMDB
+ *   error) comes back as NotImplemented, and the Python code answers it with its full rules
+ *   and diagnostics.
+ * - build_uniform(): an lmdb or cdb file from a postmap source whose every line is
+ *   "key SEP value", the form generated tables have; any other line hands the source back to
+ *   the Python parser.
+ *
+ * The Python backends stay the reference; this module only makes the common cases fast, and
+ * the tests check both give the same answers and files.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include <lmdb.h>
 #include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
@@ -305,7 +313,7 @@ static PyMemberDef Reader_members[] = {
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "mailmaps._lmdbread.Reader",
+    .tp_name = "mailmaps._speedups.Reader",
     .tp_doc = "Read-only, lock-free lookups in an lmdb table file.",
     .tp_basicsize = sizeof(Reader),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
@@ -418,6 +426,156 @@ write_entries(const char *path, size_t map_size, const Entry *ents, Py_ssize_t n
     return rc;
 }
 
+static uint32_t
+cdb_hash(const char *p, size_t n, int nul)
+{
+    uint32_t h = 5381;
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        h = ((h << 5) + h) ^ (unsigned char)p[i];
+    if (nul)
+        h = ((h << 5) + h) ^ 0;
+    return h;
+}
+
+static void
+put_u32(unsigned char *b, uint32_t v)
+{
+    b[0] = (unsigned char)v;
+    b[1] = (unsigned char)(v >> 8);
+    b[2] = (unsigned char)(v >> 16);
+    b[3] = (unsigned char)(v >> 24);
+}
+
+typedef struct {
+    uint32_t hash;
+    uint32_t pos;
+} Slot;
+
+/* Write the entries that did not lose as a cdb file, in the given order, with the hash
+ * tables laid out as tinycdb's cdb_make_finish() lays them out: 0, an errno, or EFBIG when
+ * positions would not fit 32 bits. */
+static int
+write_cdb(const char *path, const Entry *ents, Py_ssize_t n, int nul)
+{
+    FILE *out;
+    unsigned char head[8], toc[2048];
+    uint64_t pos = 2048;
+    uint32_t counts[256] = {0}, starts[256], t;
+    Slot *recs = NULL, *table = NULL;
+    Py_ssize_t i, nrec = 0;
+    size_t most = 0;
+    int fd, rc = 0;
+
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return errno;
+    out = fdopen(fd, "wb");
+    if (out == NULL) {
+        rc = errno;
+        close(fd);
+        return rc;
+    }
+    setvbuf(out, NULL, _IOFBF, 1 << 20);
+    recs = malloc(sizeof(Slot) * (size_t)(n > 0 ? n : 1));
+    if (recs == NULL) {
+        rc = ENOMEM;
+        goto done;
+    }
+    memset(toc, 0, sizeof toc);
+    if (fwrite(toc, 1, sizeof toc, out) != sizeof toc)
+        goto io_error;
+    for (i = 0; i < n; i++) {
+        size_t klen = ents[i].klen + (nul ? 1 : 0), vlen = ents[i].vlen + (nul ? 1 : 0);
+
+        if (ents[i].lost)
+            continue;
+        if (pos + 8 + klen + vlen > 0xFFFFFFFFu) {
+            rc = EFBIG;
+            goto done;
+        }
+        put_u32(head, (uint32_t)klen);
+        put_u32(head + 4, (uint32_t)vlen);
+        if (fwrite(head, 1, 8, out) != 8 || fwrite(ents[i].key, 1, ents[i].klen, out) != ents[i].klen
+            || (nul && fputc(0, out) == EOF)
+            || fwrite(ents[i].value, 1, ents[i].vlen, out) != ents[i].vlen
+            || (nul && fputc(0, out) == EOF))
+            goto io_error;
+        recs[nrec].hash = cdb_hash(ents[i].key, ents[i].klen, nul);
+        recs[nrec].pos = (uint32_t)pos;
+        counts[recs[nrec].hash & 255]++;
+        nrec++;
+        pos += 8 + klen + vlen;
+    }
+    if (pos + 16 * (uint64_t)nrec > 0xFFFFFFFFu + (uint64_t)1) {
+        rc = EFBIG;
+        goto done;
+    }
+    /* Group the records by table, keeping record order within each. */
+    {
+        Slot *grouped = malloc(sizeof(Slot) * (size_t)(nrec > 0 ? nrec : 1));
+        uint32_t fill[256];
+
+        if (grouped == NULL) {
+            rc = ENOMEM;
+            goto done;
+        }
+        for (t = 0, starts[0] = 0; t < 256; t++) {
+            if (t > 0)
+                starts[t] = starts[t - 1] + counts[t - 1];
+            fill[t] = starts[t];
+            if (counts[t] > most)
+                most = counts[t];
+        }
+        for (i = 0; i < nrec; i++)
+            grouped[fill[recs[i].hash & 255]++] = recs[i];
+        free(recs);
+        recs = grouped;
+    }
+    table = malloc(sizeof(Slot) * 2 * (most > 0 ? most : 1));
+    if (table == NULL) {
+        rc = ENOMEM;
+        goto done;
+    }
+    for (t = 0; t < 256; t++) {
+        uint32_t slots = counts[t] * 2, k;
+
+        put_u32(toc + 8 * t, (uint32_t)pos);
+        put_u32(toc + 8 * t + 4, slots);
+        if (slots == 0)
+            continue;
+        memset(table, 0, sizeof(Slot) * slots);
+        for (k = 0; k < counts[t]; k++) {
+            const Slot *r = &recs[starts[t] + k];
+            uint32_t j = (r->hash >> 8) % slots;
+
+            while (table[j].pos != 0)
+                j = j + 1 == slots ? 0 : j + 1;
+            table[j] = *r;
+        }
+        for (k = 0; k < slots; k++) {
+            put_u32(head, table[k].hash);
+            put_u32(head + 4, table[k].pos);
+            if (fwrite(head, 1, 8, out) != 8)
+                goto io_error;
+        }
+        pos += (uint64_t)slots * 8;
+    }
+    if (fseek(out, 0, SEEK_SET) != 0 || fwrite(toc, 1, sizeof toc, out) != sizeof toc
+        || fflush(out) != 0 || fsync(fileno(out)) != 0)
+        goto io_error;
+    goto done;
+io_error:
+    rc = errno ? errno : EIO;
+done:
+    free(recs);
+    free(table);
+    if (fclose(out) != 0 && rc == 0)
+        rc = errno;
+    return rc;
+}
+
 static PyObject *
 build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
@@ -429,7 +587,9 @@ build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
      * full.  Returns None, writing nothing, when some line is not of that form (the caller then
      * parses in Python); else the [(line, key)] of the entries that lost to an equal key, in
      * line order. */
-    static char *kwlist[] = {"path", "data", "sep", "fold", "nul", "replace", "map_size", NULL};
+    static char *kwlist[] = {"path", "data", "sep", "fold", "nul", "replace", "map_size",
+                             "format", NULL};
+    const char *format = "lmdb";
     PyObject *path_obj, *out = NULL;
     Py_buffer data;
     int sep, fold, nul, replace, rc = 0, bad = 0;
@@ -440,9 +600,15 @@ build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     Py_ssize_t n = 1, i, nlost = 0, line;
     size_t pos, len, size;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&y*ipppK", kwlist, PyUnicode_FSConverter,
-                                     &path_obj, &data, &sep, &fold, &nul, &replace, &map_size))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&y*ipppK|s", kwlist, PyUnicode_FSConverter,
+                                     &path_obj, &data, &sep, &fold, &nul, &replace, &map_size,
+                                     &format))
         return NULL;
+    if (strcmp(format, "lmdb") != 0 && strcmp(format, "cdb") != 0) {
+        Py_DECREF(path_obj);
+        PyBuffer_Release(&data);
+        return PyErr_Format(PyExc_ValueError, "unknown format: %s", format);
+    }
     path = PyBytes_AS_STRING(path_obj);
     len = (size_t)data.len;
     for (pos = 0; pos < len; pos++)
@@ -492,12 +658,16 @@ build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
             }
         }
         qsort(lost, (size_t)nlost, sizeof(Entry *), line_cmp);
-        for (;;) {
-            rc = write_entries(path, size, ents, n, nul);
-            if (rc != MDB_MAP_FULL || size > ((size_t)-1) / 2)
-                break;
-            unlink(path);
-            size *= 2;
+        if (strcmp(format, "cdb") == 0) {
+            rc = write_cdb(path, ents, n, nul);
+        } else {
+            for (;;) {
+                rc = write_entries(path, size, ents, n, nul);
+                if (rc != MDB_MAP_FULL || size > ((size_t)-1) / 2)
+                    break;
+                unlink(path);
+                size *= 2;
+            }
         }
     }
     Py_END_ALLOW_THREADS
@@ -508,7 +678,8 @@ build_uniform(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
     if (rc != 0) {
         unlink(path);
         PyErr_Format(PyExc_OSError, "error writing %s: %s", path,
-                     rc == ENOMEM ? "out of memory" : mdb_strerror(rc));
+                     rc == EFBIG && strcmp(format, "cdb") == 0 ? "cdb file would exceed 4 GB"
+                                                                 : mdb_strerror(rc));
         goto done;
     }
     out = PyList_New(nlost);
@@ -533,20 +704,20 @@ done:
 
 static PyMethodDef module_methods[] = {
     {"build_uniform", (PyCFunction)(void (*)(void))build_uniform, METH_VARARGS | METH_KEYWORDS,
-     "build_uniform(path, data, sep, fold, nul, replace, map_size) -> list | None"},
+     "build_uniform(path, data, sep, fold, nul, replace, map_size, format='lmdb') -> list | None"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "mailmaps._lmdbread",
-    .m_doc = "Fast lock-free lookups in lmdb table files (optional; see backends/lmdb.py).",
+    .m_name = "mailmaps._speedups",
+    .m_doc = "Optional C for lmdb: lookups and for lmdb and cdb builds (see backends/lmdb.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
-PyInit__lmdbread(void)
+PyInit__speedups(void)
 {
     PyObject *m;
 
