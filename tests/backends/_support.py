@@ -87,3 +87,30 @@ def dict_open(
 def vector_commands(name: str) -> list[str]:
     """The lines of a dict_open vector's ``.in`` file in src/util."""
     return (UTIL / name).read_text().splitlines()
+
+
+def build_with_and_without_c(
+    map_type: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: bytes,
+    options: OpenOptions,
+) -> tuple[Path, Path]:
+    """Build ``source`` through the optional C writer of uniform sources (``c``) and through
+    the Python parser and writer (``py``); return the two table names.  The C writer must
+    take the source (and may hand it back at commit, when a line is not uniform)."""
+    from mailmaps.backends._indexed import IndexedBuilder
+    from mailmaps.registry import backend_class
+    from mailmaps.source import parse_postmap_source
+
+    table_cls = backend_class(map_type)
+    assert table_cls.source_writer is not None  # built with the extension
+    with create_table(f"{map_type}:{tmp_path / 'c'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert builder.add_source(source, "src")
+    monkeypatch.setattr(table_cls, "source_writer", None)
+    with create_table(f"{map_type}:{tmp_path / 'py'}", options) as builder:
+        assert isinstance(builder, IndexedBuilder)
+        assert not builder.add_source(source, "src")
+        builder.add_many(parse_postmap_source(source, "src", utf8=True), "src")
+    return tmp_path / "c", tmp_path / "py"

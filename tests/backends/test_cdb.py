@@ -21,7 +21,14 @@ from mailmaps.backends.cdb import CdbTable, djb_hash
 from mailmaps.errors import ConfigError, PermanentLookupError, UnsupportedOperation
 from mailmaps.maps import create_table, open_table
 from mailmaps.table import Duplicates, NulMode, OpenOptions
-from tests.backends._support import ENTRIES, QUERIES, backdate, build, write_source
+from tests.backends._support import (
+    ENTRIES,
+    QUERIES,
+    backdate,
+    build,
+    build_with_and_without_c,
+    write_source,
+)
 
 POSTMAP = "/usr/sbin/postmap"
 READ_ONLY = (
@@ -508,18 +515,5 @@ def test_c_writer_builds_what_python_builds(
 ) -> None:
     """The optional C writer of uniform sources writes the Python writer's bytes (and hands
     sources that are not uniform back to the Python parser)."""
-    from mailmaps.backends._indexed import IndexedBuilder
-    from mailmaps.backends.cdb import CdbTable
-    from mailmaps.source import parse_postmap_source
-
-    assert CdbTable.source_writer is not None  # built with the extension
-    options = OpenOptions(nul=nul)
-    with create_table(f"cdb:{tmp_path / 'c'}", options) as builder:
-        assert isinstance(builder, IndexedBuilder)
-        assert builder.add_source(source, "src")
-    monkeypatch.setattr(CdbTable, "source_writer", None)
-    with create_table(f"cdb:{tmp_path / 'py'}", options) as builder:
-        assert isinstance(builder, IndexedBuilder)
-        assert not builder.add_source(source, "src")
-        builder.add_many(parse_postmap_source(source, "src", utf8=True), "src")
-    assert (tmp_path / "c.cdb").read_bytes() == (tmp_path / "py.cdb").read_bytes()
+    c, py = build_with_and_without_c("cdb", tmp_path, monkeypatch, source, OpenOptions(nul=nul))
+    assert c.with_suffix(".cdb").read_bytes() == py.with_suffix(".cdb").read_bytes()

@@ -12,8 +12,8 @@ import pytest
 
 from mailmaps import ConfigError, Duplicates, NulMode, OpenOptions, create_table, open_table
 from mailmaps.backends._indexed import IndexedBuilder
-from mailmaps.source import parse_postmap_source
 from mailmaps.testing import TableContract
+from tests.backends._support import build_with_and_without_c
 
 
 def build(path: Path, entries: dict[str, str], options: OpenOptions) -> None:
@@ -298,16 +298,5 @@ def test_c_writer_builds_what_python_builds(
 ) -> None:
     """The optional C writer of uniform sources stores what the Python build stores (and
     hands sources that are not uniform back to the Python parser)."""
-    from mailmaps.backends.lmdb import LmdbTable
-
-    assert LmdbTable.source_writer is not None  # built with the extension
-    options = OpenOptions(nul=nul)
-    with create_table(f"lmdb:{tmp_path / 'c'}", options) as builder:
-        assert isinstance(builder, IndexedBuilder)
-        assert builder.add_source(source, "src")
-    monkeypatch.setattr(LmdbTable, "source_writer", None)
-    with create_table(f"lmdb:{tmp_path / 'py'}", options) as builder:
-        assert isinstance(builder, IndexedBuilder)
-        assert not builder.add_source(source, "src")
-        builder.add_many(parse_postmap_source(source, "src", utf8=True), "src")
-    assert raw_items(tmp_path / "c.lmdb") == raw_items(tmp_path / "py.lmdb")
+    c, py = build_with_and_without_c("lmdb", tmp_path, monkeypatch, source, OpenOptions(nul=nul))
+    assert raw_items(c.with_suffix(".lmdb")) == raw_items(py.with_suffix(".lmdb"))
