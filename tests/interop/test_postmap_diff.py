@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,20 @@ def test_build_warnings_and_contents(
         err = built.err.replace(str(d), "DIR")
         results.append((built.status, err.splitlines(), sorted(listing.out.splitlines())))
     assert results[0] == results[1]
+
+
+def test_feedback_on_terminals_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large builds show progress on a terminal (a bar, or a spinner while C builds), and
+    nothing when stderr is a file or a pipe."""
+    from contextlib import nullcontext
+
+    from mailmaps.cli import _common
+
+    large = b"k\tv\n" * (_common._PROGRESS_MIN // 4 + 1)
+    entries = iter([(b"k", b"v", 1)])
+    assert isinstance(_common._busy(large), nullcontext)  # pytest's stderr is no terminal
+    assert _common._progress(entries, large) is entries
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert isinstance(_common._busy(b"k\tv\n"), nullcontext)  # small: nothing
+    assert not isinstance(_common._busy(large), nullcontext)
+    assert _common._progress(entries, large) is not entries

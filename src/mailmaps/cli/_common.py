@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -614,7 +614,10 @@ class _Session:
                 and getattr(builder, "add_source", None) is not None
                 and builder.add_source(data, spec.name)
             ):
-                return  # the backend's C writer takes the whole (uniform) source
+                # The backend's C writer takes the whole (uniform) source, at commit.
+                with _busy(data):
+                    builder.commit()
+                return
             terminator = builder.terminator
             bulk = self.tool.parse_bulk(data, self.options.utf8, opts.rhs_is_file, terminator)
             if bulk is None or not builder.add_bulk(*bulk, terminated=True):
@@ -674,6 +677,18 @@ def _progress(entries: Iterator[Entry], data: bytes) -> Iterator[Entry]:
 
 
 _PROGRESS_MIN = 4 << 20
+
+
+def _busy(data: bytes) -> AbstractContextManager[Any]:
+    """A spinner on a terminal while a large build runs in C (no per-entry progress there);
+    nothing otherwise."""
+    if len(data) < _PROGRESS_MIN or not sys.stderr.isatty():
+        return nullcontext()
+    try:
+        from rich.console import Console
+    except ImportError:
+        return nullcontext()
+    return Console(stderr=True).status("building", spinner="dots")
 
 
 def _with_progress(entries: Iterator[Entry], total: int, progress_cls: Any) -> Iterator[Entry]:
