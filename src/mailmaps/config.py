@@ -1,10 +1,10 @@
-"""Reading main.cf: ``name = value`` logical lines and ``$name`` expansion (postconf(5)).
+"""Reading main.cf: ``name = value`` logical lines, defaults and ``$name`` expansion.
 
-This is the part of Postfix's configuration reader that the table tools need: the parameters
-``postmap``/``postalias`` consult (``default_database_type``, ``smtputf8_enable``,
-``compatibility_level``, ``lmdb_map_size``, ``myhostname``).  Expansion handles ``$$``, ``$name``,
-``${name}``, ``$(name)``, ``${name?text}`` and ``${name:text}``; an undefined name expands to the
-empty string.
+:class:`MainConfig` is main.cf as Postfix's programs see it (postconf(5)): the last definition
+of a name wins, a name not set has Postfix 3.7's default (:mod:`mailmaps.defaults`; the host
+name and domain come from the machine), and values are expanded recursively with every form
+:mod:`mailmaps.macros` knows, including the ``compatibility_level`` comparisons that some
+defaults use.  An undefined name expands to the empty string.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailmaps.defaults import DEFAULTS
 from mailmaps.errors import ConfigError, MapSyntaxError
+from mailmaps.macros import COMPAT_LEVEL_RELOPS, MacroStatus, mac_expand
 from mailmaps.source import logical_lines
+from mailmaps.spec import split_list
 
 __all__ = ["MainConfig", "compat_level_below", "read_main_cf"]
 
 _SPACE = " \t\n\r\v\f"
-_NAME = re.compile(r"[A-Za-z0-9_]+")
-_MAX_NESTING = 100
 
 
 def read_main_cf(path: str | Path) -> dict[str, str]:
@@ -104,10 +105,17 @@ class MainConfig:
         """The unexpanded value of ``name``: main.cf's, else the default, else ``None``."""
         if name in self.values:
             return self.values[name]
-        if name == "smtputf8_enable":
-            level = self.get("compatibility_level")
-            return "no" if compat_level_below(level, "1") else "yes"
-        return self.defaults().get(name)
+        special = self._machine_defaults()
+        if name in special:
+            return special[name]
+        return DEFAULTS.get(name)
+
+    def _machine_defaults(self) -> dict[str, str]:
+        cached = self.__dict__.get("_machine")
+        if cached is None:
+            cached = self.defaults()
+            self.__dict__["_machine"] = cached
+        return cached
 
     def get(self, name: str) -> str:
         """The expanded value of ``name`` (empty when undefined)."""
@@ -135,78 +143,27 @@ class MainConfig:
         except ValueError:
             raise ConfigError(f"bad numerical configuration: {name} = {value}") from None
 
-    def expand(self, text: str, _depth: int = 0) -> str:
-        """Expand ``$name`` references in ``text`` recursively.
+    def get_list(self, name: str) -> list[str]:
+        """A list parameter, split as Postfix splits them (commas, white space, ``{...}``)."""
+        return split_list(self.get(name))
 
-        :raises ConfigError: expansion nests unreasonably deep, or a ``${`` is not closed.
+    def expand(self, text: str) -> str:
+        """Expand ``$name`` references in ``text``, recursively, as main.cf does
+        (:func:`mailmaps.macros.mac_expand` with the compatibility-level operators).
+
+        :raises ConfigError: the text has a syntax error, or expansion nests unreasonably deep.
         """
-        if _depth > _MAX_NESTING:
-            raise ConfigError(f'unreasonable macro call nesting: "{text}"')
-        out: list[str] = []
-        i, n = 0, len(text)
-        while i < n:
-            ch = text[i]
-            if ch != "$" or i + 1 >= n:
-                out.append(ch)
-                i += 1
-                continue
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-            elif nxt in "{(":
-                close = "}" if nxt == "{" else ")"
-                end = _matching(text, i + 1, nxt, close)
-                if end < 0:
-                    raise ConfigError(f"missing '{close}' in \"{text}\"")
-                out.append(self._expand_braced(text[i + 2 : end], _depth))
-                i = end + 1
-            else:
-                m = _NAME.match(text, i + 1)
-                if m is None:
-                    out.append(ch)
-                    i += 1
-                else:
-                    out.append(self._lookup(m.group(), _depth))
-                    i = m.end()
-        return "".join(out)
-
-    def _lookup(self, name: str, depth: int) -> str:
-        raw = self.raw(name)
-        return "" if raw is None else self.expand(raw, depth + 1)
-
-    def _expand_braced(self, body: str, depth: int) -> str:
-        body = body.strip(_SPACE)
-        m = _NAME.match(body)
-        if m is None:
-            raise ConfigError(f'bad macro expression: "${{{body}}}"')
-        name = m.group()
-        rest = body[m.end() :].lstrip(_SPACE)
-        if not rest:
-            return self._lookup(name, depth)
-        value = self._lookup(name, depth)
-        op, text = rest[0], rest[1:]
-        if text.startswith("{") and text.endswith("}"):
-            text = text[1:-1]
-        if op == "?":
-            return self.expand(text, depth + 1) if value else ""
-        if op == ":":
-            return "" if value else self.expand(text, depth + 1)
-        raise ConfigError(f'bad macro expression: "${{{body}}}"')
+        result, status = mac_expand(
+            text,
+            lambda name, _used: self.raw(name),
+            recurse=True,
+            relops=COMPAT_LEVEL_RELOPS,
+        )
+        if status & MacroStatus.ERROR:
+            raise ConfigError(f'bad parameter value: "{text}"')
+        return result
 
 
 def _domain_of(values: Mapping[str, str], default_hostname: str) -> str:
     hostname = values.get("myhostname", default_hostname)
     return hostname.partition(".")[2] or "localdomain"
-
-
-def _matching(text: str, start: int, open_ch: str, close_ch: str) -> int:
-    level = 0
-    for j in range(start, len(text)):
-        if text[j] == open_ch:
-            level += 1
-        elif text[j] == close_ch:
-            level -= 1
-            if level == 0:
-                return j
-    return -1

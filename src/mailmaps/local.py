@@ -34,6 +34,7 @@ from typing import Literal
 
 from mailmaps.errors import LookupFailed
 from mailmaps.rfc822 import TokenType, internalize, parse_nodes
+from mailmaps.search import split_addr
 
 __all__ = [
     "Delivery",
@@ -41,7 +42,6 @@ __all__ = [
     "LocalSettings",
     "PasswdEntry",
     "passwd_lookup",
-    "split_extension",
 ]
 
 Status = Literal["deliverable", "undeliverable"]
@@ -93,34 +93,6 @@ def passwd_lookup(name: str) -> PasswdEntry | None:
     except (KeyError, UnicodeEncodeError, ValueError):
         return None
     return PasswdEntry(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
-
-
-def split_extension(
-    localpart: str, delimiters: str, *, owner_request_special: bool = True
-) -> tuple[str, str | None]:
-    """Split ``localpart`` at the first delimiter character (``split_addr()``).
-
-    :returns: the user and the extension without its delimiter (``("foo", "bar")``), or the
-        local part and ``None`` when it has no extension: no delimiter, a delimiter first,
-        ``postmaster``, ``mailer-daemon``, ``double-bounce``, and with ``-`` a delimiter and
-        ``owner_request_special``, ``owner-*`` and ``*-request``.
-    """
-    if not delimiters:
-        return localpart, None
-    lower = localpart.lower()
-    if lower in ("postmaster", "mailer-daemon", "double-bounce"):
-        return localpart, None
-    if owner_request_special and "-" in delimiters:
-        if lower.startswith("owner-"):
-            return localpart, None
-        if len(lower) > 8 and lower.endswith("-request"):
-            return localpart, None
-    for i, ch in enumerate(localpart):
-        if ch in delimiters:
-            if i == 0:
-                return localpart, None
-            return localpart[:i], localpart[i + 1 :]
-    return localpart, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +213,7 @@ class LocalAgent:
         local, at, domain = folded.rpartition("@")
         if not at:
             local, domain = folded, ""
-        user, extension = split_extension(
+        user, extension = split_addr(
             local,
             self.settings.recipient_delimiter,
             owner_request_special=self.settings.owner_request_special,

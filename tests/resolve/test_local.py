@@ -12,8 +12,8 @@ from mailmaps.local import (
     LocalSettings,
     LocalTables,
     PasswdEntry,
-    split_extension,
 )
+from mailmaps.search import split_addr
 
 HOST = "mx.example.com"
 USERS = {
@@ -144,11 +144,11 @@ def test_alias_loops_and_self_references() -> None:
     assert looping[-1].dsn in ("5.4.6", "5.1.1")
 
 
-def test_split_extension() -> None:
-    assert split_extension("foo+bar", "+") == ("foo", "bar")
-    assert split_extension("foo-bar+x", "+-") == ("foo", "bar+x")
-    assert split_extension("foo+", "+") == ("foo", "")
-    assert split_extension("+foo", "+") == ("+foo", None)
-    assert split_extension("owner-list", "-") == ("owner-list", None)
-    assert split_extension("postmaster+x", "+") == ("postmaster", "x")
-    assert split_extension("Postmaster", "+") == ("Postmaster", None)
+def test_split_addr() -> None:
+    assert split_addr("foo+bar", "+") == ("foo", "bar")
+    assert split_addr("foo-bar+x", "+-") == ("foo", "bar+x")
+    assert split_addr("foo+", "+") == ("foo", "")
+    assert split_addr("+foo", "+") == ("+foo", None)
+    assert split_addr("owner-list", "-") == ("owner-list", None)
+    assert split_addr("postmaster+x", "+") == ("postmaster", "x")
+    assert split_addr("Postmaster", "+") == ("Postmaster", None)

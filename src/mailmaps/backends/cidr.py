@@ -44,7 +44,7 @@ from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode
 
-__all__ = ["CidrRule", "CidrTable", "RuleKind"]
+__all__ = ["CidrPatternError", "CidrRule", "CidrTable", "RuleKind", "cidr_match", "parse_cidr"]
 
 log = logging.getLogger("mailmaps")
 
@@ -167,6 +167,28 @@ def _parse_pattern(raw: bytes) -> tuple[int, int, int]:
             f'perhaps you should use "{suggestion}/{prefix}" instead'
         )
     return family, network, prefix
+
+
+#: A network pattern that Postfix refuses (the message is Postfix's wording).
+CidrPatternError = _Problem
+
+
+def parse_cidr(pattern: str) -> tuple[int, int, int]:
+    """``(family, network, prefix length)`` of ``addr``, ``addr/len`` or ``[addr]/len``.
+
+    :raises CidrPatternError: the pattern is malformed (``cidr_match_parse()``'s words).
+    """
+    return _parse_pattern(pattern.encode("utf-8", "surrogateescape"))
+
+
+def cidr_match(network: tuple[int, int, int], address: str) -> bool:
+    """Whether ``address`` (text) is in ``network`` (from :func:`parse_cidr`)."""
+    family, base, prefix = network
+    parsed = _parse_address(address.encode("utf-8", "surrogateescape"))
+    if parsed is None or parsed[0] != family:
+        return False
+    shift = _BITS[family] - prefix
+    return parsed[1] >> shift == base >> shift
 
 
 def _clip(context: list[Span], ends: list[int], spans: list[Span]) -> list[Span]:

@@ -236,6 +236,12 @@ class PostfixInstance:
         for sub in ("etc", "queue", "data", "mail"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)
+        for parent in self.root.parents:
+            if not parent.stat().st_mode & 0o001:
+                raise ValueError(
+                    f"{parent}: the postfix user cannot reach {self.root} through it "
+                    "(pytest's tmp_path is private; use a directory under /tmp)"
+                )
         os.chmod(self.spool, 0o1777)
         shutil.chown(self.root / "data", "postfix")
         self._write_config()

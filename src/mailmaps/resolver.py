@@ -1,0 +1,816 @@
+"""What Postfix does with a recipient: the whole path, from a configuration directory.
+
+:class:`Resolver` answers what ``sendmail -bv ADDRESS`` would report, without a running
+Postfix and without delivering anything, and shows why:
+
+1. **cleanup(8)** (``src/cleanup/``): the address is rewritten to canonical form (local
+   context), mapped by ``recipient_canonical_maps`` and ``canonical_maps``, masqueraded when
+   ``envelope_recipient`` is in ``masquerade_classes``, and expanded by ``virtual_alias_maps``
+   (one to many, recursively, with the expansion and recursion limits); duplicates go.
+2. **trivial-rewrite(8)** (:mod:`mailmaps.routing`): each recipient gets an address class,
+   transport and nexthop; ``transport_maps`` and ``relocated_maps`` apply.
+3. **the delivery agent**, in verification mode: ``error``/``retry`` bounce or defer with the
+   nexthop as the reason, ``discard`` pretends, ``local`` runs aliases, ``.forward`` files and
+   the passwd check (:mod:`mailmaps.local`), ``virtual`` looks up ``virtual_mailbox_maps``; a
+   network transport (smtp, lmtp, relay) would connect to the nexthop, which is reported.
+
+Tables are opened once, when the resolver is made; :meth:`Resolver.resolve` is thread-safe and
+is the fast path for many addresses.  With ``trace=True`` every table lookup and every rule that
+changed the address is recorded in order (:class:`TraceEvent`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from mailmaps.config import MainConfig
+from mailmaps.errors import LookupFailed
+from mailmaps.local import (
+    Delivery,
+    LocalAgent,
+    LocalSettings,
+    LocalTables,
+    PasswdEntry,
+    passwd_lookup,
+)
+from mailmaps.maps import MapList
+from mailmaps.masquerade import Masquerade
+from mailmaps.matchlist import ListKind, LocalDomains, MatchList
+from mailmaps.rewrite import RewriteSettings, rewrite_address
+from mailmaps.rfc822 import TokenType, internalize, parse_nodes, quote_local, unquote_local
+from mailmaps.routing import AddressClass, Route, Router, RouteSettings, RouteTables
+from mailmaps.search import (
+    Form,
+    SearchSettings,
+    mail_addr_find,
+    mail_addr_map,
+    transport_lookup,
+)
+from mailmaps.spec import split_list
+from mailmaps.table import OpenOptions, Table
+
+__all__ = ["FinalRecipient", "Resolution", "Resolver", "TraceEvent"]
+
+Status = Literal["deliverable", "undeliverable"]
+
+#: Transports whose delivery agent talks to another host: the outcome depends on it.
+NETWORK_COMMANDS = frozenset({"smtp", "lmtp"})
+
+#: Postfix's own master.cf services and the program each runs (when no master.cf is given).
+DEFAULT_SERVICES: Mapping[str, str] = {
+    "smtp": "smtp",
+    "relay": "smtp",
+    "lmtp": "lmtp",
+    "local": "local",
+    "virtual": "virtual",
+    "error": "error",
+    "retry": "error",
+    "discard": "discard",
+}
+
+_MAX_CANONICAL = 10
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """One step of a resolution: a table lookup, or a rule that changed the address.
+
+    :ivar stage: ``rewrite``, ``canonical``, ``masquerade``, ``virtual_alias``, ``resolve``,
+        ``transport``, ``relocated``, ``local``, ``virtual_mailbox``, ``delivery``.
+    :ivar address: the address the step worked on.
+    :ivar table: ``type:name`` of the table consulted, if any.
+    :ivar key: the key looked up, if any.
+    :ivar result: the table's value (``None``: not found), or the step's new address.
+    :ivar note: what happened, in words.
+    """
+
+    stage: str
+    address: str
+    table: str | None = None
+    key: str | None = None
+    result: str | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The event as a JSON object (``table``/``key`` only for lookups)."""
+        out: dict[str, str | None] = {"stage": self.stage, "address": self.address}
+        if self.table is not None:
+            out["table"] = self.table
+            out["key"] = self.key
+        out["result"] = self.result
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRecipient:
+    """A final recipient and what Postfix would do with it.
+
+    :ivar address: the final recipient, as the delivery status report names it.
+    :ivar address_class: ``local``, ``virtual_alias``, ``virtual_mailbox``, ``relay`` or
+        ``default``; ``None`` when the message would not be accepted at all.
+    :ivar transport: the master.cf service that delivers.
+    :ivar nexthop: where it delivers (a domain, ``[addr]:port``); ``None`` for outcomes decided
+        before routing.
+    :ivar status: ``deliverable`` or ``undeliverable``; ``None`` for network transports, where
+        the answer depends on the remote server.
+    :ivar dsn: the enhanced status code (``None`` with ``status``).
+    :ivar text: the report's words (``None`` for network transports).
+    """
+
+    address: str
+    address_class: AddressClass | None
+    transport: str | None
+    nexthop: str | None
+    status: Status | None
+    dsn: str | None
+    text: str | None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The recipient as the JSON object of ``mailmaps resolve --json``."""
+        return {
+            "address": self.address,
+            "class": self.address_class,
+            "transport": self.transport,
+            "nexthop": self.nexthop,
+            "status": self.status,
+            "dsn": self.dsn,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """The answer for one input address: its final recipients, sorted, and the trace."""
+
+    input: str
+    recipients: tuple[FinalRecipient, ...]
+    trace: tuple[TraceEvent, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object of ``mailmaps resolve --json``."""
+        return {
+            "input": self.input,
+            "recipients": [r.as_dict() for r in self.recipients],
+            "trace": [e.as_dict() for e in self.trace],
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON."""
+        return json.dumps(self.as_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+class _Tracer(threading.local):
+    """Where the resolution in progress on this thread records its events, if it traces."""
+
+    events: list[TraceEvent] | None = None
+
+    def add(self, event: TraceEvent) -> None:
+        if self.events is not None:
+            self.events.append(event)
+
+
+class _TracedTable:
+    """A table that reports each lookup to the tracer (a no-op when not tracing)."""
+
+    def __init__(self, table: Table, tracer: _Tracer, stage: str) -> None:
+        self._table = table
+        self._tracer = tracer
+        self._stage = stage
+        self.spec = f"{table.map_type}:{table.name}"
+
+    @property
+    def map_type(self) -> str:
+        return self._table.map_type
+
+    @property
+    def fixed_keys(self) -> bool:
+        return self._table.fixed_keys
+
+    @property
+    def name(self) -> str:
+        return self._table.name
+
+    def lookup(self, key: str) -> str | None:
+        value = self._table.lookup(key)
+        if self._tracer.events is not None:
+            self._tracer.events.append(
+                TraceEvent(self._stage, key, table=self.spec, key=key, result=value)
+            )
+        return value
+
+    def close(self) -> None:
+        self._table.close()
+
+
+class Resolver:
+    """Postfix's view of recipients under one configuration.
+
+    :param config: the main.cf settings (:meth:`from_directory` reads them).
+    :param services: master.cf's service names and the program each runs; transports not
+        listed are "mail transport unavailable".  Default: Postfix's stock services.
+    :param passwd: the user database local(8) consults (default: this machine's).
+    """
+
+    def __init__(
+        self,
+        config: MainConfig,
+        *,
+        services: Mapping[str, str] | None = None,
+        passwd: Callable[[str], PasswdEntry | None] = passwd_lookup,
+    ) -> None:
+        self.config = config
+        self.services = dict(services if services is not None else DEFAULT_SERVICES)
+        self._tracer = _Tracer()
+        self._maps: list[MapList] = []
+        try:
+            self._setup(passwd)
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_directory(cls, config_dir: str | Path, **kwargs: Any) -> Resolver:
+        """A resolver for the configuration in ``config_dir`` (main.cf and master.cf)."""
+        config = MainConfig.load(str(config_dir))
+        master = Path(config_dir) / "master.cf"
+        if "services" not in kwargs and master.exists():
+            kwargs["services"] = read_services(master)
+        return cls(config, **kwargs)
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _get(self, name: str) -> str:
+        return self.config.get(name)
+
+    def _bool(self, name: str) -> bool:
+        return self.config.get_bool(name)
+
+    def _set(self, name: str) -> frozenset[str]:
+        return frozenset(item.lower() for item in split_list(self._get(name)))
+
+    def _open(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
+        value = self._get(name)
+        if not value.strip():
+            return None
+        options = OpenOptions(utf8=self._bool("smtputf8_enable"), regsub=regsub)
+        maps = MapList(value, options, title=name, surrogates=True)
+        self._maps.append(maps)
+        maps.tables = [_TracedTable(table, self._tracer, stage) for table in maps.tables]
+        return maps
+
+    def _setup(self, passwd: Callable[[str], PasswdEntry | None]) -> None:
+        get, flag = self._get, self._bool
+        self.myhostname = get("myhostname")
+        self.myorigin = get("myorigin")
+        self.delimiter = get("recipient_delimiter")
+        self.propagate = self._set("propagate_unmatched_extensions")
+        self.rewrite_settings = RewriteSettings(
+            myorigin=self.myorigin,
+            mydomain=get("mydomain"),
+            remote_header_rewrite_domain=get("remote_header_rewrite_domain"),
+            swap_bangpath=flag("swap_bangpath"),
+            allow_percent_hack=flag("allow_percent_hack"),
+            append_at_myorigin=flag("append_at_myorigin"),
+            append_dot_mydomain=flag("append_dot_mydomain"),
+        )
+        self.empty_address_recipient = get("empty_address_recipient")
+        # cleanup(8)
+        self.recipient_canonical = (
+            self._open("recipient_canonical_maps", "canonical")
+            if "envelope_recipient" in self._set("recipient_canonical_classes")
+            else None
+        )
+        self.canonical = (
+            self._open("canonical_maps", "canonical")
+            if "envelope_recipient" in self._set("canonical_classes")
+            else None
+        )
+        self.masquerade: Masquerade | None = None
+        if get("masquerade_domains").strip() and "envelope_recipient" in self._set(
+            "masquerade_classes"
+        ):
+            exceptions = _list(self.config, "masquerade_exceptions", ListKind.STRING)
+            self.masquerade = Masquerade(
+                split_list(get("masquerade_domains")),
+                exceptions.match if exceptions is not None else None,
+                utf8=flag("smtputf8_enable"),
+            )
+        self.virtual_alias = self._open("virtual_alias_maps", "virtual_alias")
+        self.expansion_limit = self.config.get_int("virtual_alias_expansion_limit")
+        self.recursion_limit = self.config.get_int("virtual_alias_recursion_limit")
+        self.length_limit = self.config.get_int("virtual_alias_address_length_limit")
+        # trivial-rewrite(8)
+        self.lists = _Lists(self.config)
+        self.transport_parent_style = self.lists.transport_parent_style
+        self.search_settings = SearchSettings(
+            recipient_delimiter=self.delimiter,
+            myorigin=self.myorigin,
+            is_local=self.lists.is_local,
+            owner_request_special=flag("owner_request_special"),
+            double_bounce_sender=get("double_bounce_sender"),
+            rewrite=self.rewrite_settings,
+        )
+        self.transport = self._open("transport_maps", "transport", regsub=False)
+        self.relocated = self._open("relocated_maps", "relocated")
+        sender_relay = self._open("sender_dependent_relayhost_maps", "resolve", regsub=False)
+        sender_xport = self._open(
+            "sender_dependent_default_transport_maps", "resolve", regsub=False
+        )
+        self.router = Router(
+            RouteSettings(
+                myhostname=self.myhostname,
+                rewrite=self.rewrite_settings,
+                empty_address_recipient=self.empty_address_recipient,
+                resolve_dequoted_address=flag("resolve_dequoted_address"),
+                resolve_null_domain=flag("resolve_null_domain"),
+                resolve_numeric_domain=flag("resolve_numeric_domain"),
+                smtputf8_enable=flag("smtputf8_enable"),
+                show_user_unknown_table_name=flag("show_user_unknown_table_name"),
+                allow_min_user=flag("allow_min_user"),
+                local_transport=get("local_transport"),
+                virtual_transport=get("virtual_transport"),
+                relay_transport=get("relay_transport"),
+                default_transport=get("default_transport"),
+                relayhost=get("relayhost"),
+                empty_address_default_transport_maps_lookup_key=get(
+                    "empty_address_default_transport_maps_lookup_key"
+                ),
+                empty_address_relayhost_maps_lookup_key=get(
+                    "empty_address_relayhost_maps_lookup_key"
+                ),
+            ),
+            RouteTables(
+                is_local=self.lists.is_local,
+                virtual_alias_domains=self.lists.virtual_alias_domains,
+                virtual_mailbox_domains=self.lists.virtual_mailbox_domains,
+                relay_domains=self.lists.relay_domains,
+                transport=self._transport_lookup if self.transport is not None else None,
+                relocated=self._relocated_lookup if self.relocated is not None else None,
+                sender_default_transport=_finder(self, sender_xport),
+                sender_relayhost=_finder(self, sender_relay),
+            ),
+        )
+        # delivery agents
+        self.virtual_mailbox = self._open("virtual_mailbox_maps", "virtual_mailbox")
+        self.virtual_uid = self._open("virtual_uid_maps", "virtual_mailbox")
+        self.virtual_gid = self._open("virtual_gid_maps", "virtual_mailbox")
+        self.virtual_minimum_uid = self.config.get_int("virtual_minimum_uid")
+        aliases = self._open("alias_maps", "local", regsub=False)
+        self.local = LocalAgent(
+            LocalSettings(
+                local_transport=get("local_transport").partition(":")[0],
+                myhostname=self.myhostname,
+                recipient_delimiter=self.delimiter,
+                propagate_unmatched_extensions=self.propagate,
+                owner_request_special=flag("owner_request_special"),
+                expand_owner_alias=flag("expand_owner_alias"),
+                allow_mail_to_commands=self._set("allow_mail_to_commands"),
+                allow_mail_to_files=self._set("allow_mail_to_files"),
+                forward_path=tuple(split_list(get("forward_path"))),
+                forward_expansion_filter=get("forward_expansion_filter"),
+                luser_relay=self.config.raw("luser_relay") or "",
+                mail_spool_directory=get("mail_spool_directory"),
+                home_mailbox=get("home_mailbox"),
+                mailbox_command=get("mailbox_command"),
+                mailbox_transport=get("mailbox_transport"),
+                fallback_transport=get("fallback_transport"),
+            ),
+            LocalTables(
+                aliases=aliases.lookup if aliases is not None else None,
+                mailbox_transport=_lookup(
+                    self._open("mailbox_transport_maps", "local", regsub=False)
+                ),
+                mailbox_command=_lookup(self._open("mailbox_command_maps", "local")),
+                fallback_transport=_lookup(
+                    self._open("fallback_transport_maps", "local", regsub=False)
+                ),
+            ),
+            resolve=self._local_resolve,
+            canonicalize=self._canonicalize,
+            passwd=passwd,
+        )
+
+    # --- the public API ------------------------------------------------------------------------
+
+    def resolve(self, address: str, sender: str = "", *, trace: bool = False) -> Resolution:
+        """What Postfix would do with mail from ``sender`` to ``address``.
+
+        :param address: the recipient as given to ``sendmail -bv`` (external form).
+        :param sender: the envelope sender (external form; empty for the null sender).
+        :param trace: record every table lookup and rule in :attr:`Resolution.trace`.
+        """
+        tracer = self._tracer
+        tracer.events = [] if trace else None
+        try:
+            recipients = self._resolve(address, unquote_local(sender) if sender else "")
+            events = tuple(tracer.events or ())
+        finally:
+            tracer.events = None
+        ordered = sorted(recipients, key=lambda r: (r.address, r.text or ""))
+        return Resolution(address, tuple(ordered), events)
+
+    def resolve_many(
+        self, addresses: Iterable[str], sender: str = "", *, trace: bool = False
+    ) -> Iterator[Resolution]:
+        """:meth:`resolve` for each address, in order."""
+        for address in addresses:
+            yield self.resolve(address, sender, trace=trace)
+
+    def close(self) -> None:
+        """Close every table."""
+        for maps in self._maps:
+            maps.close()
+        self._maps = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- cleanup(8) ----------------------------------------------------------------------------
+
+    def _note(self, stage: str, address: str, result: str | None, note: str) -> None:
+        self._tracer.add(TraceEvent(stage, address, result=result, note=note))
+
+    def _resolve(self, address: str, sender: str) -> list[FinalRecipient]:
+        inputs = _command_line_recipients(address)
+        accepted: list[str] = []
+        for recipient in inputs:
+            try:
+                accepted.extend(self._cleanup(recipient))
+            except _NotAccepted as exc:
+                return [
+                    FinalRecipient(address, None, None, None, "undeliverable", exc.dsn, exc.text)
+                ]
+        out: list[FinalRecipient] = []
+        local_batch: list[tuple[str, Route]] = []
+        for recipient in accepted:
+            route = self.router.resolve(recipient, sender)
+            self._note(
+                "resolve",
+                recipient,
+                f"{route.transport}:{route.nexthop}",
+                f"class {route.address_class or 'none'}, recipient {route.recipient}",
+            )
+            out.extend(self._deliver(route, local_batch))
+        if local_batch:
+            out.extend(self._deliver_local(local_batch))
+        return out
+
+    def _cleanup(self, recipient: str) -> list[str]:
+        """One envelope recipient through cleanup: rewriting, canonical, masquerading and
+        virtual alias expansion.  Returns the recipients cleanup would queue."""
+        address = self._canonicalize(recipient or self.empty_address_recipient)
+        if address != recipient:
+            self._note("rewrite", recipient, address, "rewritten to canonical form")
+        for maps in (self.recipient_canonical, self.canonical):
+            if maps is not None:
+                address = self._map11(maps, address)
+        if self.masquerade is not None:
+            masked = self.masquerade.internal(address)
+            if masked.deferred:
+                raise _NotAccepted("4.3.0", "masquerade_exceptions map lookup problem")
+            if masked.address != address:
+                self._note("masquerade", address, masked.address, "masquerade_domains")
+                address = masked.address
+        if self.virtual_alias is None:
+            return [address]
+        expanded = self._map1n(self.virtual_alias, address)
+        seen: set[str] = set()
+        out = []
+        for member in expanded:
+            folded = member.lower()
+            if folded not in seen:
+                seen.add(folded)
+                out.append(member)
+        return out
+
+    def _canonicalize(self, address: str) -> str:
+        """trivial-rewrite's rewrite in the local context, on an internal-form address."""
+        return unquote_local(rewrite_address(quote_local(address), "local", self.rewrite_settings))
+
+    def _map11(self, maps: MapList, address: str) -> str:
+        """canonical(5): one-to-one, repeated until stable (``cleanup_map11_internal()``)."""
+        external = quote_local(address)
+        for _ in range(_MAX_CANONICAL):
+            try:
+                results = self._addr_map(maps, external, "canonical", external_out=True)
+            except LookupFailed as exc:
+                raise _NotAccepted("4.3.0", f"{maps.title} map lookup problem") from exc
+            if results is None:
+                break
+            new = results[0]
+            self._note("canonical", unquote_local(external), unquote_local(new), maps.title)
+            same = new.lower() == external.lower()
+            external = new
+            if same:
+                break
+        return unquote_local(external)
+
+    def _map1n(self, maps: MapList, address: str) -> list[str]:
+        """virtual(5): one-to-many, recursive (``cleanup_map1n_internal()``)."""
+        work = [address]
+        to_itself: set[str] = set()
+        i = 0
+        while i < len(work):
+            if len(work) > self.expansion_limit:
+                raise _NotAccepted(
+                    "4.6.0", f"unreasonable {maps.title} map expansion size for {address}"
+                )
+            count = 0
+            while work[i].lower() not in to_itself:
+                if count >= self.recursion_limit:
+                    raise _NotAccepted(
+                        "4.6.0", f"unreasonable {maps.title} map nesting for {address}"
+                    )
+                count += 1
+                try:
+                    results = self._addr_map(maps, work[i], "virtual", external_out=False)
+                except LookupFailed as exc:
+                    raise _NotAccepted(
+                        "4.6.0", f"{maps.title} map lookup problem for {address}"
+                    ) from exc
+                if results is None:
+                    break
+                looked_up = work[i]
+                for n, result in enumerate(results):
+                    if len(result) > self.length_limit:
+                        raise _NotAccepted("4.6.0", f"unreasonable {maps.title} result")
+                    if n == 0:
+                        work[i] = result
+                    else:
+                        work.append(result)
+                    if result.lower() == looked_up.lower():
+                        to_itself.add(looked_up.lower())
+                self._note("virtual_alias", looked_up, ", ".join(results), maps.title)
+            i += 1
+        return work
+
+    def _addr_map(
+        self, maps: MapList, address: str, kind: str, *, external_out: bool
+    ) -> list[str] | None:
+        """canonical (external forms) or virtual (internal forms) 1:N mapping."""
+        form = Form.EXTERNAL if external_out else Form.INTERNAL
+        return mail_addr_map(
+            maps,
+            address,
+            self.search_settings,
+            propagate=kind in self.propagate,
+            in_form=form,
+            query_form=Form.EXTERNAL,
+            out_form=form,
+        )
+
+    # --- trivial-rewrite(8) helpers --------------------------------------------------------------
+
+    def _transport_lookup(
+        self, recipient: str, domain: str, channel: str, nexthop: str
+    ) -> tuple[str, str] | None:
+        assert self.transport is not None
+        return transport_lookup(
+            self.transport,
+            recipient,
+            domain,
+            channel,
+            nexthop,
+            self.search_settings,
+            parent_matches_subdomains=self.transport_parent_style,
+        )
+
+    def _relocated_lookup(self, recipient: str) -> str | None:
+        assert self.relocated is not None
+        return self._find(self.relocated, recipient)
+
+    def _find(self, maps: MapList, address: str) -> str | None:
+        return mail_addr_find(maps, address, self.search_settings)
+
+    # --- delivery ------------------------------------------------------------------------------
+
+    def _deliver(self, route: Route, local_batch: list[tuple[str, Route]]) -> list[FinalRecipient]:
+        cls = route.address_class
+        recipient = route.recipient
+        if route.failed:
+            return [self._final(recipient, cls, "retry", route, "4.3.0 address resolver failure")]
+        if route.error:
+            return [self._final(recipient, cls, "error", route, "5.1.3 bad address syntax")]
+        transport = route.transport
+        program = self.services.get(transport)
+        if program is None:
+            return [
+                FinalRecipient(
+                    recipient,
+                    cls,
+                    transport,
+                    route.nexthop,
+                    "undeliverable",
+                    "4.3.0",
+                    "mail transport unavailable",
+                )
+            ]
+        if program == "error":
+            return [self._final(recipient, cls, transport, route, route.nexthop)]
+        if program == "discard":
+            dsn, text = _dsn_split("2.0.0", route.nexthop)
+            return [
+                FinalRecipient(recipient, cls, transport, route.nexthop, "deliverable", dsn, text)
+            ]
+        if program == "local":
+            local_batch.append((recipient, route))
+            return []
+        if program == "virtual":
+            return self._deliver_virtual(route)
+        return [FinalRecipient(recipient, cls, transport, route.nexthop, None, None, None)]
+
+    def _final(
+        self, recipient: str, cls: AddressClass | None, transport: str, route: Route, why: str
+    ) -> FinalRecipient:
+        """An ``error``/``retry`` outcome: the reason text may start with a DSN code."""
+        default = "4.0.0" if transport == "retry" else "5.0.0"
+        dsn, text = _dsn_split(default, why)
+        return FinalRecipient(recipient, cls, transport, route.nexthop, "undeliverable", dsn, text)
+
+    def _deliver_local(self, batch: list[tuple[str, Route]]) -> list[FinalRecipient]:
+        route = batch[0][1]
+        transport = route.transport
+        out = []
+        for delivery in self.local.deliver([recipient for recipient, _ in batch]):
+            out.append(self._from_delivery(delivery, route, transport))
+        return out
+
+    def _from_delivery(self, delivery: Delivery, route: Route, transport: str) -> FinalRecipient:
+        if delivery.transport != self.local.settings.local_transport:
+            # Handed to mailbox_transport or fallback_transport: that agent decides.
+            name, _, nexthop = delivery.transport.partition(":")
+            return FinalRecipient(
+                delivery.recipient,
+                route.address_class,
+                name,
+                nexthop or route.nexthop,
+                None,
+                None,
+                None,
+            )
+        return FinalRecipient(
+            delivery.recipient,
+            route.address_class,
+            transport,
+            route.nexthop,
+            delivery.status,
+            delivery.dsn,
+            delivery.text,
+        )
+
+    def _deliver_virtual(self, route: Route) -> list[FinalRecipient]:
+        """virtual(8): ``virtual_mailbox_maps``, then the uid and gid tables."""
+        user = route.recipient.lower()
+        cls, transport, nexthop = route.address_class, route.transport, route.nexthop
+
+        def outcome(status: Status, dsn: str, text: str) -> list[FinalRecipient]:
+            return [FinalRecipient(route.recipient, cls, transport, nexthop, status, dsn, text)]
+
+        config_error = "mail system configuration error"
+        try:
+            mailbox = (
+                self._find(self.virtual_mailbox, user) if self.virtual_mailbox is not None else None
+            )
+        except LookupFailed:
+            return outcome("undeliverable", "4.3.5", config_error)
+        if mailbox is None:
+            return outcome("undeliverable", "5.1.1", f'unknown user: "{user}"')
+        for maps, minimum in ((self.virtual_uid, self.virtual_minimum_uid), (self.virtual_gid, 1)):
+            try:
+                found = self._find(maps, user) if maps is not None else None
+            except LookupFailed:
+                found = None
+            if found is None or _atol(found) < minimum:
+                return outcome("undeliverable", "4.3.5", config_error)
+        kind = "maildir" if mailbox.endswith("/") else "mailbox"
+        return outcome("deliverable", "2.0.0", f"delivers to {kind}")
+
+    def _local_resolve(self, address: str) -> tuple[str, str] | Delivery:
+        """local(8) asks trivial-rewrite about an address found in an alias or file."""
+        canonical = self._canonicalize(address)
+        route = self.router.resolve(canonical)
+        self._note("local", address, route.recipient, f"resolved to {route.transport}")
+        if route.failed:
+            return Delivery(address, "undeliverable", "4.3.0", "address resolver failure")
+        if route.error:
+            return Delivery(
+                address,
+                "undeliverable",
+                "5.1.3",
+                f"bad recipient address syntax: {route.recipient}",
+            )
+        return route.transport, route.recipient
+
+
+class _NotAccepted(Exception):
+    """cleanup(8) would not accept the message: ``sendmail -bv`` gets no report."""
+
+    def __init__(self, dsn: str, text: str) -> None:
+        super().__init__(text)
+        self.dsn = dsn
+        self.text = text
+
+
+class _Lists:
+    """The domain lists trivial-rewrite consults, built from the configuration."""
+
+    def __init__(self, config: MainConfig) -> None:
+        get = config.get
+        parent = {item.lower() for item in split_list(get("parent_domain_matches_subdomains"))}
+        names = ("mydestination", "inet_interfaces", "proxy_interfaces", "inet_protocols")
+        self.local = LocalDomains.from_values({name: get(name) for name in names})
+        self.is_local = self.local.is_local
+        self.virtual_alias_domains = _list(config, "virtual_alias_domains", ListKind.STRING)
+        self.virtual_mailbox_domains = _list(config, "virtual_mailbox_domains", ListKind.STRING)
+        self.relay_domains = _list(
+            config, "relay_domains", ListKind.DOMAIN, parent="relay_domains" in parent
+        )
+        self.transport_parent_style = "transport_maps" in parent
+
+
+def _list(
+    config: MainConfig, name: str, kind: ListKind, *, parent: bool = False
+) -> MatchList | None:
+    value = config.get(name)
+    if not value.strip():
+        return None
+    return MatchList(name, value, kind, parent_matches_subdomains=parent)
+
+
+def _lookup(maps: MapList | None) -> Callable[[str], str | None] | None:
+    return maps.lookup if maps is not None else None
+
+
+def _finder(resolver: Resolver, maps: MapList | None) -> Callable[[str], str | None] | None:
+    if maps is None:
+        return None
+    return lambda key: resolver._find(maps, key)
+
+
+def _atol(text: str) -> int:
+    digits = ""
+    for ch in text.strip():
+        if not ch.isdigit() and not (ch == "-" and not digits):
+            break
+        digits += ch
+    try:
+        return int(digits)
+    except ValueError:
+        return 0
+
+
+def _dsn_split(default: str, text: str) -> tuple[str, str]:
+    """An optional leading RFC 3463 code and the rest (``dsn_split()``)."""
+    import re
+
+    stripped = text.lstrip()
+    match = re.match(r"[245]\.\d{1,3}\.\d{1,3}(?=\s|$)", stripped)
+    if match is None:
+        return default, stripped
+    return match.group(), stripped[match.end() :].lstrip()
+
+
+def _command_line_recipients(text: str) -> list[str]:
+    """The recipients ``sendmail`` takes from one command-line argument (internal form)."""
+    tree = parse_nodes(text)
+    out = []
+    for node in tree if tree is not None else ():
+        if node.type is TokenType.ADDR and node.head is not None:
+            out.append(internalize(node.head))
+    return out or [text]
+
+
+def read_services(path: str | Path) -> dict[str, str]:
+    """Service name -> program, for the ``unix`` services of a master.cf file."""
+    services: dict[str, str] = {}
+    entry: list[str] = []
+
+    def flush() -> None:
+        if len(entry) >= 8 and entry[1] in ("unix", "unix-dgram", "pass", "fifo"):
+            services[entry[0]] = entry[7]
+
+    for raw in Path(path).read_text(errors="replace").splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if raw[0] in " \t":
+            continue
+        flush()
+        entry = raw.split()
+    flush()
+    return services

@@ -1,0 +1,430 @@
+"""Looking up an address in tables: Postfix's search order, extensions and transport entries.
+
+Every Postfix feature that maps an address (canonical, virtual, relocated, transport, the
+sender-dependent maps, virtual mailboxes, access maps) searches its tables the same way
+(``src/global/mail_addr_find.c``; SPEC §2):
+
+1. ``user+ext@domain``, the whole address, in every table;
+2. ``user@domain``, without the extension (``recipient_delimiter``);
+3. ``user+ext`` and ``user``, when the domain is ``$myorigin`` or local;
+4. ``@domain``;
+5. ``domain`` and, optionally, its parents (``example.com`` or ``.example.com`` style);
+6. ``user+ext@`` and ``user@``, whatever the domain;
+
+each step only when the ones before found nothing, and which steps run is a :class:`Strategy`.
+Only the whole address goes to pattern tables (regexp, pcre, cidr, ...): the partial keys of
+steps 2 to 6 go to exact-key tables only.  Keys are queried in external (quoted) form, and for
+the legacy "external first" form also unquoted when that differs.  A table that fails stops the
+search: the :class:`~mailmaps.errors.LookupFailed` reaches the caller, never "not found".
+
+:func:`mail_addr_map` turns a value into addresses (``mail_addr_map.c``,
+``mail_addr_crunch.c``), and :func:`transport_lookup` applies a transport(5) entry
+(``src/trivial-rewrite/transport.c``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailmaps.rewrite import RewriteSettings, rewrite_address
+from mailmaps.rfc822 import (
+    QuoteFlags,
+    TokenType,
+    externalize,
+    parse_nodes,
+    quote_local,
+    unquote_local,
+)
+
+__all__ = [
+    "Form",
+    "SearchSettings",
+    "Searchable",
+    "Strategy",
+    "mail_addr_crunch",
+    "mail_addr_find",
+    "mail_addr_map",
+    "split_addr",
+    "strip_addr",
+    "transport_lookup",
+]
+
+
+class Strategy(enum.IntFlag):
+    """Which keys :func:`mail_addr_find` tries (``MA_FIND_*``)."""
+
+    FULL = 1 << 0
+    NOEXT = 1 << 1
+    LOCALPART_IF_LOCAL = 1 << 2
+    LOCALPART_AT_IF_LOCAL = 1 << 3
+    AT_DOMAIN = 1 << 4
+    DOMAIN = 1 << 5
+    PDMS = 1 << 6
+    PDDMDS = 1 << 7
+    LOCALPART_AT = 1 << 8
+    #: canonical(5), virtual(5), relocated(5): full, no extension, local part, @domain.
+    DEFAULT = FULL | NOEXT | LOCALPART_IF_LOCAL | AT_DOMAIN
+
+
+class Form(enum.Enum):
+    """The form of an address going in, queried, or coming out (``MA_FORM_*``)."""
+
+    INTERNAL = "internal"
+    EXTERNAL = "external"
+    EXTERNAL_FIRST = "external-first"
+    INTERNAL_FIRST = "internal-first"
+
+
+class Searchable(Protocol):
+    """A list of tables searched in order (:class:`~mailmaps.maps.MapList`)."""
+
+    title: str
+
+    def lookup(self, key: str, *, fixed_only: bool = False) -> str | None:
+        """The first table's value for ``key``, or ``None``; raises LookupFailed."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """The main.cf parameters address searches depend on (expanded values).
+
+    :param is_local: whether a domain is this machine's (``resolve_local()``); it may raise
+        LookupFailed.
+    :param rewrite: how results are made canonical (``canon_addr_external()``); ``None``
+        leaves them as they are.
+    """
+
+    recipient_delimiter: str = ""
+    myorigin: str = ""
+    is_local: Callable[[str], bool] = field(default=lambda domain: False)
+    owner_request_special: bool = True
+    double_bounce_sender: str = "double-bounce"
+    rewrite: RewriteSettings | None = None
+
+
+def split_addr(
+    localpart: str,
+    delimiters: str,
+    *,
+    owner_request_special: bool = True,
+    double_bounce_sender: str = "double-bounce",
+) -> tuple[str, str | None]:
+    """Split ``localpart`` at the first delimiter character (``split_addr()``).
+
+    :returns: the user and the extension without its delimiter (``("foo", "bar")``), or
+        ``(localpart, None)`` when there is no extension: no delimiter, a delimiter first,
+        ``postmaster``, ``mailer-daemon``, the double-bounce sender, and when ``-`` is a
+        delimiter and ``owner_request_special`` holds, ``owner-*`` and ``*-request``.
+    """
+    if not delimiters:
+        return localpart, None
+    lower = localpart.lower()
+    if lower in ("postmaster", "mailer-daemon", double_bounce_sender.lower()):
+        return localpart, None
+    if owner_request_special and "-" in delimiters:
+        if lower.startswith("owner-"):
+            return localpart, None
+        if len(lower) > 8 and lower.endswith("-request"):
+            return localpart, None
+    for i, ch in enumerate(localpart):
+        if ch in delimiters:
+            if i == 0:
+                return localpart, None
+            return localpart[:i], localpart[i + 1 :]
+    return localpart, None
+
+
+def strip_addr(
+    address: str, delimiters: str, *, owner_request_special: bool = True
+) -> tuple[str | None, str | None]:
+    """The address without its extension, and the extension with its delimiter
+    (``strip_addr_internal()``): ``user+foo@x`` gives ``("user@x", "+foo")``.
+
+    :returns: ``(None, None)`` when the address has no extension.
+    """
+    if not delimiters or not any(ch in delimiters for ch in address):
+        return None, None
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local = address
+    user, extension = split_addr(local, delimiters, owner_request_special=owner_request_special)
+    if extension is None:
+        return None, None
+    saved = local[len(user) :]
+    return user + (at + domain if at else ""), saved
+
+
+def _quoted(address: str, with_domain: bool) -> str:
+    flags = QuoteFlags.DEFAULT if with_domain else QuoteFlags.DEFAULT | QuoteFlags.BARE_LOCALPART
+    return quote_local(address, flags)
+
+
+def _find_addr(
+    maps: Searchable, address: str, fixed_only: bool, with_domain: bool, query: Form
+) -> str | None:
+    """One key, queried in the form ``query`` asks for (``find_addr()``)."""
+    if query in (Form.EXTERNAL, Form.EXTERNAL_FIRST):
+        quoted = _quoted(address, with_domain)
+        result = maps.lookup(quoted, fixed_only=fixed_only)
+        if result is not None or query is not Form.EXTERNAL_FIRST or quoted == address:
+            return result
+        return maps.lookup(address, fixed_only=fixed_only)
+    result = maps.lookup(address, fixed_only=fixed_only)
+    if result is not None or query is not Form.INTERNAL_FIRST:
+        return result
+    quoted = _quoted(address, with_domain)
+    if quoted == address:
+        return None
+    return maps.lookup(quoted, fixed_only=fixed_only)
+
+
+def mail_addr_find(
+    maps: Searchable,
+    address: str,
+    settings: SearchSettings,
+    *,
+    strategy: Strategy = Strategy.DEFAULT,
+    in_form: Form = Form.INTERNAL,
+    query_form: Form = Form.EXTERNAL_FIRST,
+    out_form: Form = Form.EXTERNAL,
+) -> str | None:
+    """The value for ``address``, searched in Postfix's order (``mail_addr_find_opt()``).
+
+    :raises LookupFailed: a table failed; the search stopped there.
+    """
+    return mail_addr_find_ext(
+        maps,
+        address,
+        settings,
+        strategy=strategy,
+        in_form=in_form,
+        query_form=query_form,
+        out_form=out_form,
+    )[0]
+
+
+def mail_addr_find_ext(
+    maps: Searchable,
+    address: str,
+    settings: SearchSettings,
+    *,
+    strategy: Strategy = Strategy.DEFAULT,
+    in_form: Form = Form.INTERNAL,
+    query_form: Form = Form.EXTERNAL_FIRST,
+    out_form: Form = Form.EXTERNAL,
+) -> tuple[str | None, str | None]:
+    """:func:`mail_addr_find`, and the extension (with its delimiter) when the match was on a
+    key without it (``user@domain``, ``user``); ``None`` otherwise."""
+    full = unquote_local(address) if in_form is Form.EXTERNAL else address
+    bare: str | None = None
+    saved_ext: str | None = None
+    if settings.recipient_delimiter and strategy & Strategy.NOEXT:
+        bare, saved_ext = strip_addr(
+            full, settings.recipient_delimiter, owner_request_special=settings.owner_request_special
+        )
+    extension: str | None = None
+    result: str | None = None
+    if strategy & Strategy.FULL:
+        result = _find_addr(maps, full, False, True, query_form)
+    if result is None and bare is not None:
+        result = _find_addr(maps, bare, True, True, query_form)
+        if result is not None:
+            extension = saved_ext
+    at = full.rfind("@")
+    if (
+        result is None
+        and at >= 0
+        and strategy & (Strategy.LOCALPART_IF_LOCAL | Strategy.LOCALPART_AT_IF_LOCAL)
+    ):
+        domain = full[at + 1 :]
+        if domain.lower() == settings.myorigin.lower() or settings.is_local(domain):
+            if strategy & Strategy.LOCALPART_IF_LOCAL:
+                result, extension = _find_local(maps, full, bare, saved_ext, 0, query_form)
+            if result is None and strategy & Strategy.LOCALPART_AT_IF_LOCAL:
+                result, extension = _find_local(maps, full, bare, saved_ext, 1, query_form)
+    if result is None and at >= 0 and strategy & Strategy.AT_DOMAIN:
+        result = maps.lookup(full[at:], fixed_only=True)
+    if result is None and at >= 0 and strategy & Strategy.DOMAIN:
+        name = full[at + 1 :]
+        while name:
+            result = maps.lookup(name, fixed_only=True)
+            if result is not None or not strategy & (Strategy.PDMS | Strategy.PDDMDS):
+                break
+            dot = name.find(".", 1)
+            if dot < 0:
+                break
+            name = name[dot:] if strategy & Strategy.PDDMDS else name[dot + 1 :]
+    if result is None and strategy & Strategy.LOCALPART_AT:
+        result, extension = _find_local(maps, full, bare, saved_ext, 1, query_form)
+    if result is not None and out_form is Form.INTERNAL:
+        result = unquote_local(result)
+    return result, extension
+
+
+def _find_local(
+    maps: Searchable,
+    full: str,
+    bare: str | None,
+    saved_ext: str | None,
+    keep_at: int,
+    query: Form,
+) -> tuple[str | None, str | None]:
+    """``user+ext`` then ``user`` (or with ``@``: ``user+ext@``, ``user@``)."""
+    with_domain = keep_at == 1
+    at = full.rfind("@")
+    key = full[: at + keep_at] if at >= 0 else full
+    result = _find_addr(maps, key, True, with_domain, query)
+    if result is None and bare is not None:
+        bare_at = bare.rfind("@")
+        key = bare[: bare_at + keep_at] if bare_at >= 0 else bare
+        result = _find_addr(maps, key, True, with_domain, query)
+        if result is not None:
+            return result, saved_ext
+    return result, None
+
+
+def mail_addr_map(
+    maps: Searchable,
+    address: str,
+    settings: SearchSettings,
+    *,
+    propagate: bool,
+    in_form: Form = Form.INTERNAL,
+    query_form: Form = Form.EXTERNAL_FIRST,
+    out_form: Form = Form.INTERNAL,
+) -> list[str] | None:
+    """The addresses ``address`` maps to, or ``None`` (``mail_addr_map_opt()``).
+
+    A value ``@otherdomain`` keeps the local part (without the extension); each address of the
+    value is made canonical; with ``propagate``, an extension that the match did not include is
+    put back into every result (``propagate_unmatched_extensions``).
+
+    :raises LookupFailed: a table failed, or the value holds no address at all (a temporary
+        error, as Postfix makes it).
+    """
+    from mailmaps.errors import TemporaryLookupError
+
+    internal = unquote_local(address) if in_form is Form.EXTERNAL else address
+    value, extension = mail_addr_find_ext(
+        maps,
+        internal,
+        settings,
+        in_form=Form.INTERNAL,
+        query_form=query_form,
+        out_form=Form.EXTERNAL,
+    )
+    if value is None:
+        return None
+    if value.startswith("@"):
+        at = internal.rfind("@")
+        local = internal[:at] if at >= 0 else internal
+        if extension is not None:
+            local = local[: len(local) - len(extension)]
+        value = quote_local(local + value)
+    results = mail_addr_crunch(
+        value,
+        extension if propagate else None,
+        in_form=Form.EXTERNAL,
+        out_form=out_form,
+        rewrite=settings.rewrite,
+    )
+    if not results:
+        title = getattr(maps, "title", "") or "table"
+        raise TemporaryLookupError(
+            f'{title} lookup of {address} returns non-address result "{value}"'
+        )
+    return results
+
+
+def mail_addr_crunch(
+    text: str,
+    extension: str | None,
+    *,
+    in_form: Form = Form.EXTERNAL,
+    out_form: Form = Form.INTERNAL,
+    rewrite: RewriteSettings | None = None,
+) -> list[str]:
+    """Split a table value into canonical addresses, with ``extension`` (delimiter included)
+    put before each address's last ``@`` (``mail_addr_crunch_opt()``).
+
+    An empty value or ``<>`` is the null address.
+    """
+    if in_form is Form.INTERNAL:
+        text = quote_local(text)
+    if text == "" or text == "<>":
+        text = '""'
+    out = []
+    tree = parse_nodes(text)
+    for node in tree if tree is not None else ():
+        if node.type is not TokenType.ADDR:
+            continue
+        external = externalize(node.head)
+        if rewrite is not None:
+            external = rewrite_address(external, "local", rewrite)
+        internal = unquote_local(external)
+        if extension is not None:
+            at = internal.rfind("@")
+            internal = internal + extension if at < 0 else internal[:at] + extension + internal[at:]
+        out.append(quote_local(internal) if out_form is Form.EXTERNAL else internal)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TransportEntry:
+    """A parsed transport(5) value: the transport and nexthop, either possibly empty."""
+
+    transport: str
+    nexthop: str
+
+    @classmethod
+    def parse(cls, value: str) -> TransportEntry:
+        transport, _, nexthop = value.partition(":")
+        return cls(transport, nexthop)
+
+    def apply(self, domain: str, transport: str, nexthop: str) -> tuple[str, str]:
+        """The new (transport, nexthop) over the current ones (``update_entry()``)."""
+        if not self.transport:
+            return transport, self.nexthop or nexthop
+        if self.nexthop:
+            return self.transport, self.nexthop
+        if self.transport in ("error", "retry"):
+            return self.transport, "Address is undeliverable"
+        return self.transport, domain
+
+
+def transport_lookup(
+    maps: Searchable,
+    address: str,
+    domain: str,
+    transport: str,
+    nexthop: str,
+    settings: SearchSettings,
+    *,
+    parent_matches_subdomains: bool = False,
+) -> tuple[str, str] | None:
+    """Apply ``transport_maps`` to a resolved recipient (``transport_lookup()``).
+
+    Keys: ``user+ext@domain``, ``user@domain``, ``domain`` and its parents (``.parent``
+    unless ``transport_maps`` is in ``parent_domain_matches_subdomains``), then ``*``.
+
+    :returns: the new ``(transport, nexthop)``, or ``None`` when no entry applies.
+    :raises LookupFailed: a table failed.
+    """
+    if not address:
+        return None
+    strategy = Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN
+    strategy |= Strategy.PDMS if parent_matches_subdomains else Strategy.PDDMDS
+    value = mail_addr_find(maps, address, settings, strategy=strategy)
+    if value is not None:
+        return TransportEntry.parse(value).apply(domain, transport, nexthop)
+    wildcard = maps.lookup("*")
+    if wildcard is None:
+        return None
+    entry = TransportEntry.parse(wildcard)
+    # The wildcard is parsed once with an empty domain, then applied to the recipient.
+    wild_transport, wild_nexthop = entry.apply("", "", "")
+    return TransportEntry(wild_transport, wild_nexthop).apply(domain, transport, nexthop)
