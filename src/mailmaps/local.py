@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from mailmaps.errors import LookupFailed
+from mailmaps.macros import MacroStatus, mac_expand
 from mailmaps.rfc822 import TokenType, internalize, parse_nodes
 from mailmaps.search import split_addr
 
@@ -524,7 +524,7 @@ class LocalAgent:
             else:
                 self._resolve_tree(run, state, target)
             return
-        if state.user in ("MAILER-DAEMON", "postmaster"):
+        if state.user.lower() in ("mailer-daemon", "postmaster"):
             self._sent(run, state, "2.0.0", "discarded")
             return
         self._bounce(run, state, "5.1.1", f'unknown user: "{state.user}"')
@@ -547,10 +547,10 @@ class LocalAgent:
     # --- local_expand.c --------------------------------------------------------------------
 
     def _expand(self, pattern: str, state: _State, allowed: str | None) -> tuple[str, bool, bool]:
-        """Expand ``$user``, ``$home``, ``${extension}``... in ``pattern``.
+        """Expand ``$user``, ``$home``, ``${extension}``... in ``pattern`` (``local_expand()``).
 
-        :returns: the text, whether a plain reference was undefined, and whether a defined
-            extension was used.
+        :returns: the text, whether it is unusable (a syntax error, or a plain reference to an
+            undefined attribute), and whether a defined extension was used.
         """
         delimiter = (
             state.local[len(state.user) : len(state.user) + 1]
@@ -568,39 +568,16 @@ class LocalAgent:
             "recipient_delimiter": delimiter or None,
         }
         used_extension = False
-        undefined = False
 
-        def value(name: str, use: bool) -> str | None:
+        def lookup(name: str, used: bool) -> str | None:
             nonlocal used_extension
-            found = values.get(name)
-            if name == "extension" and use:
+            if name == "extension" and used:
                 used_extension = True
-            if found is not None and allowed is not None:
-                found = "".join(ch if ch in allowed else "_" for ch in found)
-            return found
+            return values.get(name)
 
-        def one(match: re.Match[str]) -> str:
-            nonlocal undefined
-            name = match.group("plain") or match.group("braced")
-            if name is not None:
-                found = value(name, True)
-                if found is None:
-                    undefined = True
-                    return ""
-                return found
-            name, op, text = match.group("cname"), match.group("op"), match.group("text")
-            found = value(name, False)
-            if op == "?":
-                return _EXPAND.sub(one, text) if found else ""
-            return "" if found else _EXPAND.sub(one, text)
-
-        return _EXPAND.sub(one, pattern), undefined, used_extension
-
-
-_EXPAND = re.compile(
-    r"\$(?:(?P<plain>[A-Za-z0-9_]+)|\{(?P<braced>[A-Za-z0-9_]+)\}"
-    r"|\{(?P<cname>[A-Za-z0-9_]+)(?P<op>[?:])(?P<text>[^}]*)\})"
-)
+        text, status = mac_expand(pattern, lookup, allowed=allowed)
+        unusable = bool(status & (MacroStatus.ERROR | MacroStatus.UNDEF))
+        return text, unusable, used_extension
 
 
 def _passwd_by_uid(uid: int) -> PasswdEntry | None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -374,7 +374,7 @@ class Resolver:
                 expand_owner_alias=flag("expand_owner_alias"),
                 allow_mail_to_commands=self._set("allow_mail_to_commands"),
                 allow_mail_to_files=self._set("allow_mail_to_files"),
-                forward_path=tuple(split_list(get("forward_path"))),
+                forward_path=tuple(split_list(self.config.raw("forward_path") or "")),
                 forward_expansion_filter=get("forward_expansion_filter"),
                 luser_relay=self.config.raw("luser_relay") or "",
                 mail_spool_directory=get("mail_spool_directory"),
@@ -414,7 +414,12 @@ class Resolver:
             events = tuple(tracer.events or ())
         finally:
             tracer.events = None
-        ordered = sorted(recipients, key=lambda r: (r.address, r.text or ""))
+        # The report names recipients in external form: "a b"@example.com.
+        quoted = [
+            r if r.address_class is None else replace(r, address=quote_local(r.address))
+            for r in recipients
+        ]
+        ordered = sorted(quoted, key=lambda r: (r.address, r.text or ""))
         return Resolution(address, tuple(ordered), events)
 
     def resolve_many(

@@ -138,6 +138,49 @@ def generate(rng: random.Random, root: Path) -> Scenario:
     s.tables["canonical"] = "\n".join(canonical) + "\n"
     s.settings["canonical_maps"] = f"lmdb:{etc}/canonical"
     probes += ["canon", "canondom@example.com"]
+    if pick() < 0.5:
+        s.files["canonical.pcre"] = (
+            "/^upper[.](.*)@(.*)$/ ${1}@${2}\n/^rw-(.*)@/ $1@valias.example\n"
+        )
+        s.settings["recipient_canonical_maps"] = f"pcre:{etc}/canonical.pcre"
+        probes += ["upper.bin@mx.example.com", "rw-info@elsewhere.example", "upper.x@far.example"]
+    # Masquerading, when envelope recipients are in its classes.
+    if pick() < 0.5:
+        s.settings["masquerade_domains"] = rng.choice(
+            ["example.com", "!mx.example.com, example.com"]
+        )
+        s.settings["masquerade_classes"] = "envelope_sender, envelope_recipient"
+        probes += ["bin@sub.example.com", "nosuch@deep.sub.example.com"]
+    # Extensions: which tables propagate an unmatched one.
+    s.settings["propagate_unmatched_extensions"] = rng.choice(
+        ["canonical, virtual", "canonical, virtual, alias, forward, include", "virtual"]
+    )
+    probes += ["staff+tag", "mixed+tag", "list+tag", "info+x@valias.example"]
+    # .forward files in a private forward_path.
+    fwd = root / "forward"
+    s.files["../forward/bin.forward"] = "\\bin, daemon, far@relay.example\n"
+    s.files["../forward/daemon.forward"] = '"|/bin/echo forwarded"\n'
+    s.settings["forward_path"] = (
+        f"{fwd}/$user.forward${{extension?+$extension}}, {fwd}/$user.forward"
+    )
+    if pick() < 0.5:
+        s.settings["allow_mail_to_commands"] = rng.choice(["alias", "alias, forward, include"])
+    probes += ["daemon+x"]
+    # Unknown local users: luser_relay or a bounce.
+    if pick() < 0.4:
+        s.settings["luser_relay"] = rng.choice(["lost-$user@relay.example", "webmaster"])
+    # Routing operators and literals.
+    probes += ["relay.example!user", "user%relay.example@mx.example.com", '"a b"@valias.example']
+    probes += ["bin@[127.0.0.1]", "user@1.2.3", "-opt", "MAILER-DAEMON", "postmaster"]
+    # A transport that master.cf does not define.
+    s.tables["transport"] += "nosvc.example nosvc:[127.0.0.9]\n"
+    probes += ["a@nosvc.example"]
+    # A virtual alias loop: Postfix does not accept the message.
+    if pick() < 0.3:
+        s.tables["virtual"] += "loop1@valias.example loop2@valias.example\n"
+        s.tables["virtual"] += "loop2@valias.example loop1@valias.example\n"
+        s.settings["virtual_alias_recursion_limit"] = "20"
+        probes += ["loop1@valias.example"]
     rng.shuffle(probes)
     s.probes = probes
     return s
@@ -163,10 +206,13 @@ def with_port(nexthop: str | None, transport: str | None) -> str | None:
     return nexthop
 
 
-def expected(verdicts: list[Verdict] | None) -> list[tuple[str, str | None, str | None, str]]:
+Outcome = tuple[str, str | None, str | None, str]
+
+
+def expected(verdicts: list[Verdict] | None) -> list[Outcome]:
     if verdicts is None:
         return [("(not accepted)", None, None, "")]
-    out = []
+    out: list[Outcome] = []
     for v in verdicts:
         where = v.connected_to
         if where is not None:
@@ -176,8 +222,8 @@ def expected(verdicts: list[Verdict] | None) -> list[tuple[str, str | None, str 
     return sorted(out)
 
 
-def ours(recipients: tuple[FinalRecipient, ...]) -> list[tuple[str, str | None, str | None, str]]:
-    out = []
+def ours(recipients: tuple[FinalRecipient, ...]) -> list[Outcome]:
+    out: list[Outcome] = []
     for r in recipients:
         if r.address_class is None:
             out.append(("(not accepted)", None, None, ""))
