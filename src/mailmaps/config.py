@@ -22,7 +22,7 @@ from mailmaps.macros import COMPAT_LEVEL_RELOPS, MacroStatus, mac_expand
 from mailmaps.source import logical_lines
 from mailmaps.spec import split_list
 
-__all__ = ["MainConfig", "compat_level_below", "read_main_cf"]
+__all__ = ["MainConfig", "compat_level_below", "read_main_cf", "read_main_cf_entries"]
 
 _SPACE = " \t\n\r\v\f"
 
@@ -33,11 +33,20 @@ def read_main_cf(path: str | Path) -> dict[str, str]:
     :raises ConfigError: the file cannot be read.
     :raises MapSyntaxError: a line is not ``name = value``.
     """
+    return {name: value for _lineno, name, value in read_main_cf_entries(path)}
+
+
+def read_main_cf_entries(path: str | Path) -> list[tuple[int, str, str]]:
+    """Every ``name = value`` definition of a main.cf file, in order, with its line number.
+
+    :raises ConfigError: the file cannot be read.
+    :raises MapSyntaxError: a line is not ``name = value``.
+    """
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"open {path}: {exc.strerror}") from exc
-    values: dict[str, str] = {}
+    entries: list[tuple[int, str, str]] = []
     for lineno, raw in logical_lines(data, str(path)):
         line = raw.decode("utf-8", "surrogateescape")
         name_end = 0
@@ -47,8 +56,8 @@ def read_main_cf(path: str | Path) -> dict[str, str]:
         rest = line[name_end:].lstrip(_SPACE)
         if not name or not rest.startswith("="):
             raise MapSyntaxError(str(path), lineno, "missing '=' after attribute name")
-        values[name] = rest[1:].strip(_SPACE)
-    return values
+        entries.append((lineno, name, rest[1:].strip(_SPACE)))
+    return entries
 
 
 def _parse_level(text: str) -> tuple[int, ...] | None:

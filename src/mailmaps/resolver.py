@@ -83,7 +83,7 @@ class TraceEvent:
 
     :ivar stage: ``rewrite``, ``canonical``, ``masquerade``, ``virtual_alias``, ``resolve``,
         ``transport``, ``relocated``, ``local``, ``virtual_mailbox``, ``delivery``.
-    :ivar address: the address the step worked on.
+    :ivar address: the address a rule worked on (``None`` for a table lookup).
     :ivar table: ``type:name`` of the table consulted, if any.
     :ivar key: the key looked up, if any.
     :ivar result: the table's value (``None``: not found), or the step's new address.
@@ -91,7 +91,7 @@ class TraceEvent:
     """
 
     stage: str
-    address: str
+    address: str | None
     table: str | None = None
     key: str | None = None
     result: str | None = None
@@ -99,7 +99,9 @@ class TraceEvent:
 
     def as_dict(self) -> dict[str, str | None]:
         """The event as a JSON object (``table``/``key`` only for lookups)."""
-        out: dict[str, str | None] = {"stage": self.stage, "address": self.address}
+        out: dict[str, str | None] = {"stage": self.stage}
+        if self.address is not None:
+            out["address"] = self.address
         if self.table is not None:
             out["table"] = self.table
             out["key"] = self.key
@@ -202,7 +204,7 @@ class _TracedTable:
         value = self._table.lookup(key)
         if self._tracer.events is not None:
             self._tracer.events.append(
-                TraceEvent(self._stage, key, table=self.spec, key=key, result=value)
+                TraceEvent(self._stage, None, table=self.spec, key=key, result=value)
             )
         return value
 
