@@ -43,6 +43,7 @@ __all__ = ["ListKind", "LocalDomains", "MatchList", "interface_addresses"]
 log = logging.getLogger("mailmaps")
 
 _V4_CHARS = frozenset("01234567890.")
+_MEMO_LIMIT = 65536
 _V6_CHARS = _V4_CHARS | frozenset("abcdefABCDEF:")
 
 
@@ -92,6 +93,10 @@ class MatchList:
         self._tables: dict[str, Table] = {}
         self.items: list[_Item] = []
         self._parse(value, True)
+        #: Answers remembered for lists without tables (their answers cannot change).
+        self._memo: dict[tuple[str, ...], bool] | None = (
+            {} if all(item.table is None for item in self.items) else None
+        )
 
     def _parse(self, text: str, init: bool) -> None:
         for start in split_list(text):
@@ -137,6 +142,17 @@ class MatchList:
 
         :raises LookupFailed: a table failed, or a network pattern is malformed.
         """
+        memo = self._memo
+        if memo is not None:
+            found = memo.get(args)
+            if found is None:
+                if len(memo) > _MEMO_LIMIT:
+                    memo.clear()
+                found = memo[args] = self._match(args)
+            return found
+        return self._match(args)
+
+    def _match(self, args: tuple[str, ...]) -> bool:
         funcs: tuple[Callable[[_Item, str], bool], ...]
         if self.kind is ListKind.HOST:
             funcs = (self._match_hostname, self._match_hostaddr)

@@ -22,6 +22,7 @@ changed the address is recorded in order (:class:`TraceEvent`).
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -75,6 +76,10 @@ DEFAULT_SERVICES: Mapping[str, str] = {
 }
 
 _MAX_CANONICAL = 10
+#: ``user@domain`` with a dot-atom local part: one recipient, as written.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,8 +237,10 @@ class Resolver:
         self.services = dict(services if services is not None else DEFAULT_SERVICES)
         self._tracer = _Tracer()
         self._maps: list[MapList] = []
+        self._passwd_cache: dict[str, PasswdEntry | None] = {}
+        self._passwd = passwd
         try:
-            self._setup(passwd)
+            self._setup(self._cached_passwd)
         except BaseException:
             self.close()
             raise
@@ -399,6 +406,19 @@ class Resolver:
             canonicalize=self._canonicalize,
             passwd=passwd,
         )
+
+    def _cached_passwd(self, name: str) -> PasswdEntry | None:
+        cache = self._passwd_cache
+        if name not in cache:
+            if len(cache) > 65536:
+                cache.clear()
+            cache[name] = self._passwd(name)
+        return cache[name]
+
+    def clear_caches(self) -> None:
+        """Forget the passwd entries looked up so far (they are kept for the resolver's life,
+        where Postfix's local(8) asks the system every time)."""
+        self._passwd_cache.clear()
 
     # --- the public API ------------------------------------------------------------------------
 
@@ -784,8 +804,6 @@ def _atol(text: str) -> int:
 
 def _dsn_split(default: str, text: str) -> tuple[str, str]:
     """An optional leading RFC 3463 code and the rest (``dsn_split()``)."""
-    import re
-
     stripped = text.lstrip()
     match = re.match(r"[245]\.\d{1,3}\.\d{1,3}(?=\s|$)", stripped)
     if match is None:
@@ -795,6 +813,8 @@ def _dsn_split(default: str, text: str) -> tuple[str, str]:
 
 def _command_line_recipients(text: str) -> list[str]:
     """The recipients ``sendmail`` takes from one command-line argument (internal form)."""
+    if _PLAIN_ADDRESS.fullmatch(text) is not None:
+        return [text]
     tree = parse_nodes(text)
     out = []
     for node in tree if tree is not None else ():

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -860,6 +861,10 @@ class QuoteFlags(enum.IntFlag):
     DEFAULT = EIGHT_BIT_CLEAN
 
 
+#: An address whose local part is plainly a dot-string, and whose domain is plain: the common
+#: case, which quoting and unquoting leave alone.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*(?:@[A-Za-z0-9.\[\]:_-]*)?")
+
 # Characters that are not allowed in an RFC 822 dot-string (besides space, controls and @).
 _DOT_STRING_BAD = frozenset(b'()<>,;:\\"[]')
 
@@ -902,6 +907,8 @@ def quote_local(address: str, flags: QuoteFlags = QuoteFlags.DEFAULT) -> str:
     :param address: an address in internal (unquoted) form.
     :param flags: :class:`QuoteFlags`.
     """
+    if not flags & QuoteFlags.BARE_LOCALPART and _PLAIN_ADDRESS.fullmatch(address) is not None:
+        return address  # a dot-atom local part: nothing to quote
     # Work on bytes: without EIGHT_BIT_CLEAN, Postfix escapes each byte of a multi-byte character.
     mbox = _c_string(address).encode(_ENC, _ERR)
     begin = 0
@@ -926,6 +933,8 @@ def unquote_local(address: str) -> str:
 
     :param address: an address in external (quoted) form.
     """
+    if '"' not in address and "\\" not in address and "\0" not in address:
+        return address  # nothing quoted, nothing escaped
     mbox = _c_string(address)
     begin = 0
     if mbox[:1] == "@" and (colon := mbox.find(":")) >= 0:

@@ -25,6 +25,7 @@ search: the :class:`~mailmaps.errors.LookupFailed` reaches the caller, never "no
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -53,6 +54,12 @@ __all__ = [
 ]
 
 
+#: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+)
+
+
 class Strategy(enum.IntFlag):
     """Which keys :func:`mail_addr_find` tries (``MA_FIND_*``)."""
 
@@ -67,6 +74,17 @@ class Strategy(enum.IntFlag):
     LOCALPART_AT = 1 << 8
     #: canonical(5), virtual(5), relocated(5): full, no extension, local part, @domain.
     DEFAULT = FULL | NOEXT | LOCALPART_IF_LOCAL | AT_DOMAIN
+
+
+_FULL = int(Strategy.FULL)
+_NOEXT = int(Strategy.NOEXT)
+_LOCALPART_IF_LOCAL = int(Strategy.LOCALPART_IF_LOCAL)
+_LOCALPART_AT_IF_LOCAL = int(Strategy.LOCALPART_AT_IF_LOCAL)
+_AT_DOMAIN = int(Strategy.AT_DOMAIN)
+_DOMAIN = int(Strategy.DOMAIN)
+_PDMS = int(Strategy.PDMS)
+_PDDMDS = int(Strategy.PDDMDS)
+_LOCALPART_AT = int(Strategy.LOCALPART_AT)
 
 
 class Form(enum.Enum):
@@ -146,7 +164,7 @@ def strip_addr(
 
     :returns: ``(None, None)`` when the address has no extension.
     """
-    if not delimiters or not any(ch in delimiters for ch in address):
+    if not delimiters or not any(ch in address for ch in delimiters):
         return None, None
     local, at, domain = address.rpartition("@")
     if not at:
@@ -220,45 +238,42 @@ def mail_addr_find_ext(
     """:func:`mail_addr_find`, and the extension (with its delimiter) when the match was on a
     key without it (``user@domain``, ``user``); ``None`` otherwise."""
     full = unquote_local(address) if in_form is Form.EXTERNAL else address
+    bits = int(strategy)  # plain int tests: IntFlag arithmetic is slow
     bare: str | None = None
     saved_ext: str | None = None
-    if settings.recipient_delimiter and strategy & Strategy.NOEXT:
+    if settings.recipient_delimiter and bits & _NOEXT:
         bare, saved_ext = strip_addr(
             full, settings.recipient_delimiter, owner_request_special=settings.owner_request_special
         )
     extension: str | None = None
     result: str | None = None
-    if strategy & Strategy.FULL:
+    if bits & _FULL:
         result = _find_addr(maps, full, False, True, query_form)
     if result is None and bare is not None:
         result = _find_addr(maps, bare, True, True, query_form)
         if result is not None:
             extension = saved_ext
     at = full.rfind("@")
-    if (
-        result is None
-        and at >= 0
-        and strategy & (Strategy.LOCALPART_IF_LOCAL | Strategy.LOCALPART_AT_IF_LOCAL)
-    ):
+    if result is None and at >= 0 and bits & (_LOCALPART_IF_LOCAL | _LOCALPART_AT_IF_LOCAL):
         domain = full[at + 1 :]
         if domain.lower() == settings.myorigin.lower() or settings.is_local(domain):
-            if strategy & Strategy.LOCALPART_IF_LOCAL:
+            if bits & _LOCALPART_IF_LOCAL:
                 result, extension = _find_local(maps, full, bare, saved_ext, 0, query_form)
-            if result is None and strategy & Strategy.LOCALPART_AT_IF_LOCAL:
+            if result is None and bits & _LOCALPART_AT_IF_LOCAL:
                 result, extension = _find_local(maps, full, bare, saved_ext, 1, query_form)
-    if result is None and at >= 0 and strategy & Strategy.AT_DOMAIN:
+    if result is None and at >= 0 and bits & _AT_DOMAIN:
         result = maps.lookup(full[at:], fixed_only=True)
-    if result is None and at >= 0 and strategy & Strategy.DOMAIN:
+    if result is None and at >= 0 and bits & _DOMAIN:
         name = full[at + 1 :]
         while name:
             result = maps.lookup(name, fixed_only=True)
-            if result is not None or not strategy & (Strategy.PDMS | Strategy.PDDMDS):
+            if result is not None or not bits & (_PDMS | _PDDMDS):
                 break
             dot = name.find(".", 1)
             if dot < 0:
                 break
-            name = name[dot:] if strategy & Strategy.PDDMDS else name[dot + 1 :]
-    if result is None and strategy & Strategy.LOCALPART_AT:
+            name = name[dot:] if bits & _PDDMDS else name[dot + 1 :]
+    if result is None and bits & _LOCALPART_AT:
         result, extension = _find_local(maps, full, bare, saved_ext, 1, query_form)
     if result is not None and out_form is Form.INTERNAL:
         result = unquote_local(result)
@@ -355,6 +370,12 @@ def mail_addr_crunch(
     """
     if in_form is Form.INTERNAL:
         text = quote_local(text)
+    if _PLAIN_ADDRESS.fullmatch(text) is not None:
+        # One plain user@host.domain: parsing and rewriting would give it back unchanged.
+        if extension is not None:
+            at = text.rfind("@")
+            text = text[:at] + extension + text[at:]
+        return [quote_local(text) if out_form is Form.EXTERNAL else text]
     if text == "" or text == "<>":
         text = '""'
     out = []
