@@ -123,7 +123,7 @@ def postconf(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     except MailmapsError as exc:
         raise _Fatal(str(exc)) from None
     for lineno, name, value in entries:
-        if name in values:
+        if name in values and values[name] != value:
             err.write(
                 f"postconf: warning: {path}, line {lineno}: overriding earlier entry: "
                 f"{name}={values[name]}\n"
