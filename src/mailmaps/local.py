@@ -89,9 +89,12 @@ class PasswdEntry:
 def passwd_lookup(name: str) -> PasswdEntry | None:
     """The machine's passwd entry for ``name`` (``getpwnam``), or ``None``."""
     try:
-        entry = pwd.getpwnam(name)
+        return _entry(pwd.getpwnam(name))
     except (KeyError, UnicodeEncodeError, ValueError):
         return None
+
+
+def _entry(entry: pwd.struct_passwd) -> PasswdEntry:
     return PasswdEntry(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
 
 
@@ -582,10 +585,9 @@ class LocalAgent:
 
 def _passwd_by_uid(uid: int) -> PasswdEntry | None:
     try:
-        entry = pwd.getpwuid(uid)
+        return _entry(pwd.getpwuid(uid))
     except KeyError:
         return None
-    return PasswdEntry(entry.pw_name, entry.pw_uid, entry.pw_gid, entry.pw_dir, entry.pw_shell)
 
 
 def _read_lines(path: str) -> list[str]:

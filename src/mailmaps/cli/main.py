@@ -108,7 +108,6 @@ def _used_user_parameters(values: dict[str, str]) -> tuple[set[str], list[str]]:
 def postconf(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     """``mailmaps postconf``: print main.cf parameters as Postfix's postconf does."""
     parser = _parser("postconf", "print main.cf parameters as Postfix 3.7's postconf does")
-    parser.add_argument("-c", dest="config_dir", metavar="DIR", help="configuration directory")
     parser.add_argument("-n", action="store_true", help="only parameters set in main.cf")
     parser.add_argument("-d", action="store_true", help="default values")
     parser.add_argument("-x", action="store_true", help="expand $name references")
@@ -201,7 +200,6 @@ def _print_raw(out: IO[str], text: str) -> None:
 def resolve(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     """``mailmaps resolve``: what Postfix would do with each address, and why."""
     parser = _parser("resolve", "say what Postfix would do with each address, and why")
-    parser.add_argument("-c", dest="config_dir", metavar="DIR", help="configuration directory")
     parser.add_argument("--sender", default="", help="the envelope sender (default: <>)")
     parser.add_argument("--json", action="store_true", help="one JSON object per address")
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
@@ -235,9 +233,12 @@ COMMANDS: dict[str, Callable[[Sequence[str], IO[str], IO[str]], int]] = {
 
 
 def _parser(name: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    """A subcommand's parser, with the ``-c DIR`` option every one of them takes."""
+    parser = argparse.ArgumentParser(
         prog=f"mailmaps {name}", description=description, add_help=name != "postconf"
     )
+    parser.add_argument("-c", dest="config_dir", metavar="DIR", help="configuration directory")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
