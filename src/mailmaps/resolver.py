@@ -291,21 +291,36 @@ class Resolver:
             append_dot_mydomain=flag("append_dot_mydomain"),
         )
         self.empty_address_recipient = get("empty_address_recipient")
-        # cleanup(8)
-        self.recipient_canonical = (
-            self._open("recipient_canonical_maps", "canonical")
-            if "envelope_recipient" in self._set("recipient_canonical_classes")
-            else None
-        )
-        self.canonical = (
-            self._open("canonical_maps", "canonical")
-            if "envelope_recipient" in self._set("canonical_classes")
-            else None
-        )
+        # cleanup(8): canonical maps and masquerading, per envelope address class
+        canonical = self._open("canonical_maps", "canonical")
+        classes = self._set("canonical_classes")
+        self.recipient_mappings = [
+            maps
+            for maps, wanted in (
+                (
+                    self._open("recipient_canonical_maps", "canonical"),
+                    "envelope_recipient" in self._set("recipient_canonical_classes"),
+                ),
+                (canonical, "envelope_recipient" in classes),
+            )
+            if maps is not None and wanted
+        ]
+        self.sender_mappings = [
+            maps
+            for maps, wanted in (
+                (
+                    self._open("sender_canonical_maps", "canonical"),
+                    "envelope_sender" in self._set("sender_canonical_classes"),
+                ),
+                (canonical, "envelope_sender" in classes),
+            )
+            if maps is not None and wanted
+        ]
         self.masquerade: Masquerade | None = None
-        if get("masquerade_domains").strip() and "envelope_recipient" in self._set(
-            "masquerade_classes"
-        ):
+        masquerade_classes = self._set("masquerade_classes")
+        self.masquerade_recipients = "envelope_recipient" in masquerade_classes
+        self.masquerade_senders = "envelope_sender" in masquerade_classes
+        if get("masquerade_domains").strip():
             exceptions = _list(self.config, "masquerade_exceptions", ListKind.STRING)
             self.masquerade = Masquerade(
                 split_list(get("masquerade_domains")),
@@ -476,6 +491,10 @@ class Resolver:
     def _resolve(self, address: str, sender: str) -> list[FinalRecipient]:
         inputs = _command_line_recipients(address)
         accepted: list[str] = []
+        try:
+            sender = self._cleanup_sender(sender)
+        except _NotAccepted as exc:
+            return [FinalRecipient(address, None, None, None, "undeliverable", exc.dsn, exc.text)]
         for recipient in inputs:
             try:
                 accepted.extend(self._cleanup(recipient))
@@ -504,16 +523,9 @@ class Resolver:
         address = self._canonicalize(recipient or self.empty_address_recipient)
         if address != recipient:
             self._note("rewrite", recipient, address, "rewritten to canonical form")
-        for maps in (self.recipient_canonical, self.canonical):
-            if maps is not None:
-                address = self._map11(maps, address)
-        if self.masquerade is not None:
-            masked = self.masquerade.internal(address)
-            if masked.deferred:
-                raise _NotAccepted("4.3.0", "masquerade_exceptions map lookup problem")
-            if masked.address != address:
-                self._note("masquerade", address, masked.address, "masquerade_domains")
-                address = masked.address
+        address = self._map_and_masquerade(
+            address, self.recipient_mappings, self.masquerade_recipients
+        )
         if self.virtual_alias is None:
             return [address]
         expanded = self._map1n(self.virtual_alias, address)
@@ -525,6 +537,34 @@ class Resolver:
                 seen.add(folded)
                 out.append(member)
         return out
+
+    def _map_and_masquerade(self, address: str, mappings: list[MapList], masquerade: bool) -> str:
+        """Canonical maps in order, then masquerading (when the address class is in
+        ``masquerade_classes``)."""
+        for maps in mappings:
+            address = self._map11(maps, address)
+        if masquerade and self.masquerade is not None:
+            masked = self.masquerade.internal(address)
+            if masked.deferred:
+                raise _NotAccepted("4.3.0", "masquerade_exceptions map lookup problem")
+            if masked.address != address:
+                self._note("masquerade", address, masked.address, "masquerade_domains")
+                address = masked.address
+        return address
+
+    def _cleanup_sender(self, sender: str) -> str:
+        """The envelope sender as cleanup(8) writes it (``cleanup_addr_sender()``)."""
+        if not sender:
+            return ""
+        address = self._canonicalize(sender)
+        if address.lower().startswith("mailer-daemon@") and address.lower() == (
+            self._canonicalize("MAILER-DAEMON").lower()
+        ):
+            return ""
+        address = self._map_and_masquerade(address, self.sender_mappings, self.masquerade_senders)
+        if address != sender:
+            self._note("rewrite", sender, address, "the envelope sender")
+        return address
 
     def _canonicalize(self, address: str) -> str:
         """trivial-rewrite's rewrite in the local context, on an internal-form address."""

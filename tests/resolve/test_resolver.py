@@ -1,0 +1,70 @@
+"""Resolver details that the differential runs do not reach: the envelope sender as cleanup(8)
+rewrites it before the sender-dependent maps see it, and not-accepted messages."""
+
+from __future__ import annotations
+
+from mailmaps.config import MainConfig
+from mailmaps.resolver import Resolver
+
+BASE = {
+    "compatibility_level": "3.6",
+    "myhostname": "mx.example.com",
+    "mydomain": "example.com",
+    "mydestination": "$myhostname",
+    "inet_interfaces": "loopback-only",
+    "alias_maps": "",
+    "relayhost": "[127.0.0.1]:2",
+    "sender_dependent_relayhost_maps": (
+        "inline:{ boss@example.com=[127.0.0.7], <>=[127.0.0.8], canon@example.org=[127.0.0.9] }"
+    ),
+}
+
+
+def nexthop(resolver: Resolver, sender: str) -> str | None:
+    return resolver.resolve("someone@far.example", sender).recipients[0].nexthop
+
+
+def test_the_sender_is_masqueraded_and_mapped_before_sender_dependent_lookups() -> None:
+    config = MainConfig(
+        BASE
+        | {
+            "masquerade_domains": "example.com",
+            "sender_canonical_maps": "inline:{ alias@example.com=canon@example.org }",
+        }
+    )
+    with Resolver(config) as resolver:
+        assert nexthop(resolver, "boss@sub.example.com") == "[127.0.0.7]"
+        assert nexthop(resolver, "alias@example.com") == "[127.0.0.9]"
+        assert nexthop(resolver, "MAILER-DAEMON@mx.example.com") == "[127.0.0.8]"
+        assert nexthop(resolver, "") == "[127.0.0.8]"
+        assert nexthop(resolver, "nobody@else.example") == "[127.0.0.1]:2"
+        traced = resolver.resolve("someone@far.example", "boss@sub.example.com", trace=True)
+        assert any(e.stage == "masquerade" and e.result == "boss@example.com" for e in traced.trace)
+
+
+def test_without_envelope_sender_in_the_classes_the_sender_stays() -> None:
+    config = MainConfig(
+        BASE | {"masquerade_domains": "example.com", "masquerade_classes": "envelope_recipient"}
+    )
+    with Resolver(config) as resolver:
+        assert nexthop(resolver, "boss@sub.example.com") == "[127.0.0.1]:2"
+
+
+def test_a_virtual_alias_loop_is_not_accepted() -> None:
+    config = MainConfig(
+        BASE
+        | {
+            "virtual_alias_maps": "inline:{ a@example.net=b@example.net,"
+            " b@example.net=a@example.net }",
+            "virtual_alias_domains": "example.net",
+            "virtual_alias_recursion_limit": "5",
+        }
+    )
+    with Resolver(config) as resolver:
+        (only,) = resolver.resolve("a@example.net").recipients
+    assert (only.address, only.address_class, only.status, only.dsn) == (
+        "a@example.net",
+        None,
+        "undeliverable",
+        "4.6.0",
+    )
