@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from mailmaps.errors import ConfigError, PermanentLookupError, TemporaryLookupError
 from mailmaps.registry import backend_class
@@ -99,6 +99,10 @@ class SurrogateTable:
         pass
 
 
+class _Recorder(Protocol):
+    events: list[Any] | None
+
+
 class MapList:
     """An ordered list of tables searched as one (a main.cf ``*_maps`` parameter).
 
@@ -127,6 +131,13 @@ class MapList:
         except BaseException:
             self.close()
             raise
+        #: Whether any table takes partial address keys (``@domain``, ``user``): when none
+        #: does, address searches look up the full address only.
+        self.has_fixed = any(table.fixed_keys for table in self.tables)
+        self._fixed = [table for table in self.tables if table.fixed_keys]
+        #: Where lookups are recorded: an object whose ``events`` attribute is a list to
+        #: append ``(table, key, value)`` to, or ``None`` (see :class:`mailmaps.resolver`).
+        self.recorder: _Recorder | None = None
 
     def _open(self, item: str | MapSpec | Table, surrogates: bool) -> Table:
         if not isinstance(item, str | MapSpec):
@@ -151,14 +162,16 @@ class MapList:
         """
         if not key:
             return None
-        for table in self.tables:
-            if fixed_only and not table.fixed_keys:
-                continue
+        recorder = self.recorder
+        events = recorder.events if recorder is not None else None
+        for table in self._fixed if fixed_only else self.tables:
             try:
                 value = table.lookup(key)
             except Exception:
                 log.warning('%s:%s lookup error for "%s"', table.map_type, table.name, key)
                 raise
+            if events is not None:
+                events.append((table, key, value))
             if value is None:
                 continue
             if value == "":

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,6 +77,8 @@ DEFAULT_SERVICES: Mapping[str, str] = {
 }
 
 _MAX_CANONICAL = 10
+#: How long trivial-rewrite keeps the transport_maps ``*`` entry, in seconds.
+WILDCARD_TTL = 30.0
 #: ``user@domain`` with a dot-atom local part: one recipient, as written.
 _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
@@ -175,46 +178,14 @@ class Resolution:
 
 
 class _Tracer(threading.local):
-    """Where the resolution in progress on this thread records its events, if it traces."""
+    """Where the resolution in progress on this thread records its events, if it traces:
+    :class:`TraceEvent` values, and ``(table, key, value)`` lookups from the map lists."""
 
-    events: list[TraceEvent] | None = None
+    events: list[Any] | None = None
 
     def add(self, event: TraceEvent) -> None:
         if self.events is not None:
             self.events.append(event)
-
-
-class _TracedTable:
-    """A table that reports each lookup to the tracer (a no-op when not tracing)."""
-
-    def __init__(self, table: Table, tracer: _Tracer, stage: str) -> None:
-        self._table = table
-        self._tracer = tracer
-        self._stage = stage
-        self.spec = f"{table.map_type}:{table.name}"
-
-    @property
-    def map_type(self) -> str:
-        return self._table.map_type
-
-    @property
-    def fixed_keys(self) -> bool:
-        return self._table.fixed_keys
-
-    @property
-    def name(self) -> str:
-        return self._table.name
-
-    def lookup(self, key: str) -> str | None:
-        value = self._table.lookup(key)
-        if self._tracer.events is not None:
-            self._tracer.events.append(
-                TraceEvent(self._stage, None, table=self.spec, key=key, result=value)
-            )
-        return value
-
-    def close(self) -> None:
-        self._table.close()
 
 
 class Resolver:
@@ -237,6 +208,9 @@ class Resolver:
         self.services = dict(services if services is not None else DEFAULT_SERVICES)
         self._tracer = _Tracer()
         self._maps: list[MapList] = []
+        self._wildcard: tuple[float, str | None] | None = None
+        #: The stage each open table belongs to, for the trace.
+        self._stages: dict[int, str] = {}
         self._passwd_cache: dict[str, PasswdEntry | None] = {}
         self._passwd = passwd
         try:
@@ -272,7 +246,9 @@ class Resolver:
         options = OpenOptions(utf8=self._bool("smtputf8_enable"), regsub=regsub)
         maps = MapList(value, options, title=name, surrogates=True)
         self._maps.append(maps)
-        maps.tables = [_TracedTable(table, self._tracer, stage) for table in maps.tables]
+        maps.recorder = self._tracer
+        for table in maps.tables:
+            self._stages[id(table)] = stage
         return maps
 
     def _setup(self, passwd: Callable[[str], PasswdEntry | None]) -> None:
@@ -430,6 +406,13 @@ class Resolver:
             cache[name] = self._passwd(name)
         return cache[name]
 
+    def _event(self, item: TraceEvent | tuple[Table, str, str | None]) -> TraceEvent:
+        if isinstance(item, TraceEvent):
+            return item
+        table, key, value = item
+        stage = self._stages.get(id(table), "lookup")
+        return TraceEvent(stage, None, f"{table.map_type}:{table.name}", key, value)
+
     def clear_caches(self) -> None:
         """Forget the passwd entries looked up so far (they are kept for the resolver's life,
         where Postfix's local(8) asks the system every time)."""
@@ -448,7 +431,7 @@ class Resolver:
         tracer.events = [] if trace else None
         try:
             recipients = self._resolve(address, unquote_local(sender) if sender else "")
-            events = tuple(tracer.events or ())
+            events = tuple(self._event(item) for item in tracer.events or ())
         finally:
             tracer.events = None
         # The report names recipients in external form: "a b"@example.com.
@@ -656,7 +639,20 @@ class Resolver:
             nexthop,
             self.search_settings,
             parent_matches_subdomains=self.transport_parent_style,
+            wildcard=self._transport_wildcard,
         )
+
+    def _transport_wildcard(self) -> str | None:
+        """The ``*`` entry of transport_maps, looked up again after 30 seconds, as
+        trivial-rewrite does (``transport_wildcard_init()``)."""
+        now = time.monotonic()
+        cached = self._wildcard
+        if cached is not None and now < cached[0]:
+            return cached[1]
+        assert self.transport is not None
+        value = self.transport.lookup("*")
+        self._wildcard = (now + WILDCARD_TTL, value)
+        return value
 
     def _relocated_lookup(self, recipient: str) -> str | None:
         assert self.relocated is not None

@@ -907,7 +907,7 @@ def quote_local(address: str, flags: QuoteFlags = QuoteFlags.DEFAULT) -> str:
     :param address: an address in internal (unquoted) form.
     :param flags: :class:`QuoteFlags`.
     """
-    if not flags & QuoteFlags.BARE_LOCALPART and _PLAIN_ADDRESS.fullmatch(address) is not None:
+    if flags is QuoteFlags.DEFAULT and _PLAIN_ADDRESS.fullmatch(address) is not None:
         return address  # a dot-atom local part: nothing to quote
     # Work on bytes: without EIGHT_BIT_CLEAN, Postfix escapes each byte of a multi-byte character.
     mbox = _c_string(address).encode(_ENC, _ERR)

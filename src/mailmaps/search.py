@@ -239,6 +239,8 @@ def mail_addr_find_ext(
     key without it (``user@domain``, ``user``); ``None`` otherwise."""
     full = unquote_local(address) if in_form is Form.EXTERNAL else address
     bits = int(strategy)  # plain int tests: IntFlag arithmetic is slow
+    if not getattr(maps, "has_fixed", True):
+        bits &= _FULL  # every other key goes to exact-key tables only, and there are none
     bare: str | None = None
     saved_ext: str | None = None
     if settings.recipient_delimiter and bits & _NOEXT:
@@ -426,12 +428,15 @@ def transport_lookup(
     settings: SearchSettings,
     *,
     parent_matches_subdomains: bool = False,
+    wildcard: Callable[[], str | None] | None = None,
 ) -> tuple[str, str] | None:
     """Apply ``transport_maps`` to a resolved recipient (``transport_lookup()``).
 
     Keys: ``user+ext@domain``, ``user@domain``, ``domain`` and its parents (``.parent``
     unless ``transport_maps`` is in ``parent_domain_matches_subdomains``), then ``*``.
 
+    :param wildcard: the ``*`` entry's value, as the caller caches it (Postfix looks it up
+        again every 30 seconds); default: looked up every time.
     :returns: the new ``(transport, nexthop)``, or ``None`` when no entry applies.
     :raises LookupFailed: a table failed.
     """
@@ -442,10 +447,10 @@ def transport_lookup(
     value = mail_addr_find(maps, address, settings, strategy=strategy)
     if value is not None:
         return TransportEntry.parse(value).apply(domain, transport, nexthop)
-    wildcard = maps.lookup("*")
-    if wildcard is None:
+    star = wildcard() if wildcard is not None else maps.lookup("*")
+    if star is None:
         return None
-    entry = TransportEntry.parse(wildcard)
+    entry = TransportEntry.parse(star)
     # The wildcard is parsed once with an empty domain, then applied to the recipient.
     wild_transport, wild_nexthop = entry.apply("", "", "")
     return TransportEntry(wild_transport, wild_nexthop).apply(domain, transport, nexthop)
