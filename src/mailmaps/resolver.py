@@ -57,7 +57,7 @@ from mailmaps.search import (
 from mailmaps.spec import split_list
 from mailmaps.table import OpenOptions, Table
 
-__all__ = ["FinalRecipient", "Resolution", "Resolver", "TraceEvent"]
+__all__ = ["FinalRecipient", "Resolution", "Resolver", "TraceEvent", "read_services"]
 
 Status = Literal["deliverable", "undeliverable"]
 

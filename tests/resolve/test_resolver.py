@@ -3,8 +3,10 @@ rewrites it before the sender-dependent maps see it, and not-accepted messages."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mailmaps.config import MainConfig
-from mailmaps.resolver import Resolver
+from mailmaps.resolver import Resolver, read_services
 
 BASE = {
     "compatibility_level": "3.6",
@@ -67,4 +69,38 @@ def test_a_virtual_alias_loop_is_not_accepted() -> None:
         None,
         "undeliverable",
         "4.6.0",
+    )
+
+
+def test_master_cf_services(tmp_path: Path) -> None:
+    (tmp_path / "master.cf").write_text(
+        "# comment\n"
+        "smtp      inet  n       -       y       -       -       smtpd\n"
+        "relay     unix  -       -       y       -       -       smtp\n"
+        "  -o syslog_name=postfix/$service_name\n"
+        "retry     unix  -       -       y       -       -       error\n"
+        "postlog   unix-dgram n  -       n       -       1       postlogd\n"
+        "mybox     unix  -       n       n       -       -       pipe\n"
+        "  flags=R user=nobody argv=/bin/cat\n"
+    )
+    services = read_services(tmp_path / "master.cf")
+    assert services == {
+        "relay": "smtp",
+        "retry": "error",
+        "postlog": "postlogd",
+        "mybox": "pipe",
+    }
+    (tmp_path / "main.cf").write_text(
+        "\n".join(f"{k} = {v}" for k, v in BASE.items())
+        + "\ntransport_maps = inline:{ a.example=mybox:, b.example=nosuch: }\n"
+    )
+    with Resolver.from_directory(tmp_path) as resolver:
+        (a,) = resolver.resolve("x@a.example").recipients
+        (b,) = resolver.resolve("x@b.example").recipients
+    assert (a.transport, a.status) == ("mybox", None)
+    assert (b.transport, b.status, b.dsn, b.text) == (
+        "nosuch",
+        "undeliverable",
+        "4.3.0",
+        "mail transport unavailable",
     )
