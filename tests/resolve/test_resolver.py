@@ -3,9 +3,11 @@ rewrites it before the sender-dependent maps see it, and not-accepted messages."
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from mailmaps.config import MainConfig
+from mailmaps.maps import create_table
 from mailmaps.resolver import Resolver, read_services
 
 BASE = {
@@ -104,3 +106,38 @@ def test_master_cf_services(tmp_path: Path) -> None:
         "4.3.0",
         "mail transport unavailable",
     )
+
+
+def test_threads_share_one_resolver(tmp_path: Path) -> None:
+    with create_table(f"lmdb:{tmp_path}/virtual") as build:
+        for i in range(2000):
+            build.add(f"user{i}@example.net", f"target{i}@mail{i % 7}.example.org")
+    config = MainConfig(
+        BASE
+        | {
+            "virtual_alias_domains": "example.net",
+            "virtual_alias_maps": f"lmdb:{tmp_path}/virtual",
+            "transport_maps": "inline:{ mail3.example.org=smtp:[127.0.0.3]:2525 }",
+        }
+    )
+    addresses = [f"user{i}@example.net" for i in range(1200)]
+    with Resolver(config) as resolver:
+        want = [resolver.resolve(a).to_json() for a in addresses]
+        wrong: list[int] = []
+
+        def work(start: int) -> None:
+            for i in range(start, len(addresses), 4):
+                traced = resolver.resolve(addresses[i], trace=True)
+                if (
+                    traced.to_json() == want[i]
+                    or resolver.resolve(addresses[i]).to_json() != want[i]
+                ):
+                    wrong.append(i)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not wrong
+    assert '"nexthop":"[127.0.0.3]:2525"' in want[3]
