@@ -435,11 +435,16 @@ class Resolver:
         finally:
             tracer.events = None
         # The report names recipients in external form: "a b"@example.com.
-        quoted = [
-            r if r.address_class is None else replace(r, address=quote_local(r.address))
-            for r in recipients
-        ]
-        ordered = sorted(quoted, key=lambda r: (r.address, r.text or ""))
+        quoted = []
+        for r in recipients:
+            if r.address_class is not None:
+                external = quote_local(r.address)
+                if external != r.address:
+                    r = replace(r, address=external)
+            quoted.append(r)
+        if len(quoted) > 1:
+            quoted.sort(key=lambda r: (r.address, r.text or ""))
+        ordered = quoted
         return Resolution(address, tuple(ordered), events)
 
     def resolve_many(
@@ -489,12 +494,13 @@ class Resolver:
         local_batch: list[tuple[str, Route]] = []
         for recipient in accepted:
             route = self.router.resolve(recipient, sender)
-            self._note(
-                "resolve",
-                recipient,
-                f"{route.transport}:{route.nexthop}",
-                f"class {route.address_class or 'none'}, recipient {route.recipient}",
-            )
+            if self._tracer.events is not None:
+                self._note(
+                    "resolve",
+                    recipient,
+                    f"{route.transport}:{route.nexthop}",
+                    f"class {route.address_class or 'none'}, recipient {route.recipient}",
+                )
             out.extend(self._deliver(route, local_batch))
         if local_batch:
             out.extend(self._deliver_local(local_batch))
@@ -768,7 +774,8 @@ class Resolver:
         """local(8) asks trivial-rewrite about an address found in an alias or file."""
         canonical = self._canonicalize(address)
         route = self.router.resolve(canonical)
-        self._note("local", address, route.recipient, f"resolved to {route.transport}")
+        if self._tracer.events is not None:
+            self._note("local", address, route.recipient, f"resolved to {route.transport}")
         if route.failed:
             return Delivery(address, "undeliverable", "4.3.0", "address resolver failure")
         if route.error:
