@@ -251,6 +251,17 @@ class Resolver:
             self._stages[id(table)] = stage
         return maps
 
+    def _mappings(self, role: str, address_class: str, canonical: MapList | None) -> list[MapList]:
+        """The canonical maps cleanup applies to one envelope address class, in order:
+        ``ROLE_canonical_maps``, then ``canonical_maps``, each if its classes include it."""
+        own = self._open(f"{role}_canonical_maps", "canonical")
+        chosen = []
+        if own is not None and address_class in self._set(f"{role}_canonical_classes"):
+            chosen.append(own)
+        if canonical is not None and address_class in self._set("canonical_classes"):
+            chosen.append(canonical)
+        return chosen
+
     def _setup(self, passwd: Callable[[str], PasswdEntry | None]) -> None:
         get, flag = self._get, self._bool
         self.myhostname = get("myhostname")
@@ -269,29 +280,8 @@ class Resolver:
         self.empty_address_recipient = get("empty_address_recipient")
         # cleanup(8): canonical maps and masquerading, per envelope address class
         canonical = self._open("canonical_maps", "canonical")
-        classes = self._set("canonical_classes")
-        self.recipient_mappings = [
-            maps
-            for maps, wanted in (
-                (
-                    self._open("recipient_canonical_maps", "canonical"),
-                    "envelope_recipient" in self._set("recipient_canonical_classes"),
-                ),
-                (canonical, "envelope_recipient" in classes),
-            )
-            if maps is not None and wanted
-        ]
-        self.sender_mappings = [
-            maps
-            for maps, wanted in (
-                (
-                    self._open("sender_canonical_maps", "canonical"),
-                    "envelope_sender" in self._set("sender_canonical_classes"),
-                ),
-                (canonical, "envelope_sender" in classes),
-            )
-            if maps is not None and wanted
-        ]
+        self.recipient_mappings = self._mappings("recipient", "envelope_recipient", canonical)
+        self.sender_mappings = self._mappings("sender", "envelope_sender", canonical)
         self.masquerade: Masquerade | None = None
         masquerade_classes = self._set("masquerade_classes")
         self.masquerade_recipients = "envelope_recipient" in masquerade_classes

@@ -172,6 +172,17 @@ def generate(rng: random.Random, root: Path) -> Scenario:
     # Routing operators and literals.
     probes += ["relay.example!user", "user%relay.example@mx.example.com", '"a b"@valias.example']
     probes += ["bin@[127.0.0.1]", "user@1.2.3", "-opt", "MAILER-DAEMON", "postmaster"]
+    # Sender-dependent routing: the probes come from root, rewritten to root@$myorigin.
+    if pick() < 0.5:
+        origin = HOST if myorigin == "$myhostname" else "example.com"
+        hop = rng.choice(NEXTHOPS)
+        check_nexthop(hop)
+        if pick() < 0.5:
+            s.settings["sender_dependent_relayhost_maps"] = f"inline:{{ root@{origin}={hop} }}"
+        else:
+            s.settings["sender_dependent_default_transport_maps"] = (
+                f"inline:{{ root@{origin}=smtp:{hop} }}"
+            )
     # A transport that master.cf does not define.
     s.tables["transport"] += "nosvc.example nosvc:[127.0.0.9]\n"
     probes += ["a@nosvc.example"]
@@ -256,7 +267,7 @@ def test_generated_configurations(seed: int, postfix_root: Path) -> None:
     with Resolver.from_directory(postfix.config_dir) as resolver:
         mismatches = []
         for address in scenario.probes:
-            got = ours(resolver.resolve(address).recipients)
+            got = ours(resolver.resolve(address, "root").recipients)
             want = expected(reports[address])
             if got != want:
                 mismatches.append(f"{address}:\n  postfix: {want}\n  mailmaps: {got}")

@@ -108,6 +108,19 @@ def test_json_schema(confdir: Path) -> None:
     assert lookup["table"].startswith("inline:") and "key" in lookup
 
 
+def test_addresses_from_standard_input(confdir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailmaps.cli.main", "resolve", "-c", str(confdir), "--json", "-"],
+        input="info@valias.example\n\nx@valias.example\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    inputs = [json.loads(line)["input"] for line in result.stdout.splitlines()]
+    assert inputs == ["info@valias.example", "x@valias.example"]
+
+
 def test_trace_for_people(confdir: Path) -> None:
     result = mailmaps("resolve", "-c", str(confdir), "info@valias.example")
     assert result.returncode == 0

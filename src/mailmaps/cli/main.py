@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
 from mailmaps.config import MainConfig, read_main_cf_entries
@@ -197,12 +197,26 @@ def _print_raw(out: IO[str], text: str) -> None:
     out.write(text + "\n")
 
 
+def _addresses(arguments: Iterable[str]) -> Iterator[str]:
+    """The addresses to resolve: each argument, and for ``-`` each line of standard input."""
+    for argument in arguments:
+        if argument != "-":
+            yield argument
+            continue
+        for line in sys.stdin:
+            line = line.strip()
+            if line:
+                yield line
+
+
 def resolve(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     """``mailmaps resolve``: what Postfix would do with each address, and why."""
     parser = _parser("resolve", "say what Postfix would do with each address, and why")
     parser.add_argument("--sender", default="", help="the envelope sender (default: <>)")
     parser.add_argument("--json", action="store_true", help="one JSON object per address")
-    parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    parser.add_argument(
+        "addresses", nargs="+", metavar="ADDRESS", help="an address, or - to read one per line"
+    )
     args = parser.parse_args(argv)
     directory = _config_dir(args.config_dir)
     try:
@@ -211,7 +225,7 @@ def resolve(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
         raise _Fatal(str(exc)) from None
     colour = not args.json and out.isatty() and os.environ.get("NO_COLOR") is None
     with resolver:
-        for address in args.addresses:
+        for address in _addresses(args.addresses):
             try:
                 resolution = resolver.resolve(address, args.sender, trace=True)
             except MailmapsError as exc:
