@@ -60,6 +60,8 @@ def generate(rng: random.Random, root: Path) -> Scenario:
             "mydestination": rng.choice(destinations),
             "recipient_delimiter": rng.choice(["", "+", "+-"]),
             "masquerade_exceptions": "root",
+            # Level 0 turns on append_dot_mydomain and makes relay_domains = $mydestination.
+            "compatibility_level": rng.choice(["3.6", "3.6", "2", "0"]),
         }
     )
     # Aliases (root stays out: the reports go there).
@@ -172,6 +174,7 @@ def generate(rng: random.Random, root: Path) -> Scenario:
     # Routing operators and literals.
     probes += ["relay.example!user", "user%relay.example@mx.example.com", '"a b"@valias.example']
     probes += ["bin@[127.0.0.1]", "user@1.2.3", "-opt", "MAILER-DAEMON", "postmaster"]
+    probes += ["bin@localhost", "someone@nodot", "bin@mx"]
     # Sender-dependent routing: the probes come from root, rewritten to root@$myorigin.
     if pick() < 0.5:
         origin = HOST if myorigin == "$myhostname" else "example.com"
