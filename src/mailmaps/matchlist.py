@@ -74,6 +74,8 @@ class MatchList:
     :param kind: how items match.
     :param parent_matches_subdomains: ``example.com`` also matches ``sub.example.com`` (the
         parameter is in ``parent_domain_matches_subdomains``).
+    :param opener: opens ``type:table`` items, so that a caller can share the tables it
+        already has open (default: :func:`~mailmaps.maps.open_table`).
     :raises ConfigError: a ``!`` without a pattern.
     """
 
@@ -85,8 +87,10 @@ class MatchList:
         *,
         parent_matches_subdomains: bool = False,
         options: OpenOptions | None = None,
+        opener: Callable[[str], Table] | None = None,
     ) -> None:
         self.name = name
+        self._opener = opener
         self.kind = kind
         self.parent = parent_matches_subdomains
         self._options = (options or OpenOptions()).but(fold=False)
@@ -129,6 +133,9 @@ class MatchList:
     def _open(self, spec: str) -> Table:
         if spec not in self._tables:
             try:
+                if self._opener is not None:
+                    self._tables[spec] = self._opener(spec)
+                    return self._tables[spec]
                 self._tables[spec] = open_table(spec, self._options)
             except ConfigError as exc:
                 log.error("%s", exc)
@@ -293,18 +300,26 @@ class LocalDomains:
     :param addresses: the machine's own addresses; default: from the interfaces parameters.
     """
 
-    def __init__(self, mydestination: str, addresses: Iterable[str]) -> None:
-        self.list = MatchList("mydestination", mydestination, ListKind.STRING)
+    def __init__(
+        self,
+        mydestination: str,
+        addresses: Iterable[str],
+        *,
+        opener: Callable[[str], Table] | None = None,
+    ) -> None:
+        self.list = MatchList("mydestination", mydestination, ListKind.STRING, opener=opener)
         self.addresses = frozenset(_normal(a) for a in addresses)
 
     @classmethod
-    def from_values(cls, values: Mapping[str, str]) -> LocalDomains:
+    def from_values(
+        cls, values: Mapping[str, str], *, opener: Callable[[str], Table] | None = None
+    ) -> LocalDomains:
         """From expanded parameter values (``mydestination``, ``inet_interfaces``,
         ``proxy_interfaces``, ``inet_protocols``)."""
         protocols = values.get("inet_protocols", "all")
         addresses = _interface_list(values.get("inet_interfaces", "all"), protocols)
         addresses += _interface_list(values.get("proxy_interfaces", ""), protocols)
-        return cls(values.get("mydestination", ""), addresses)
+        return cls(values.get("mydestination", ""), addresses, opener=opener)
 
     def is_local(self, domain: str) -> bool:
         """Whether ``domain`` is local.

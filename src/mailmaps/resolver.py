@@ -22,6 +22,7 @@ changed the address is recorded in order (:class:`TraceEvent`).
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -32,7 +33,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from mailmaps.config import MainConfig
-from mailmaps.errors import LookupFailed
+from mailmaps.errors import ConfigError, LookupFailed
 from mailmaps.local import (
     Delivery,
     LocalAgent,
@@ -41,7 +42,7 @@ from mailmaps.local import (
     PasswdEntry,
     passwd_lookup,
 )
-from mailmaps.maps import MapList
+from mailmaps.maps import MapList, SurrogateTable, open_table
 from mailmaps.masquerade import Masquerade
 from mailmaps.matchlist import ListKind, LocalDomains, MatchList
 from mailmaps.rewrite import RewriteSettings, rewrite_address
@@ -54,10 +55,12 @@ from mailmaps.search import (
     mail_addr_map,
     transport_lookup,
 )
-from mailmaps.spec import split_list
+from mailmaps.spec import MapSpec, split_list
 from mailmaps.table import OpenOptions, Table
 
 __all__ = ["FinalRecipient", "Resolution", "Resolver", "TraceEvent", "read_services"]
+
+log = logging.getLogger("mailmaps")
 
 Status = Literal["deliverable", "undeliverable"]
 
@@ -208,6 +211,7 @@ class Resolver:
         self.services = dict(services if services is not None else DEFAULT_SERVICES)
         self._tracer = _Tracer()
         self._maps: list[MapList] = []
+        self._tables: dict[str, Table] = {}
         self._wildcard: tuple[float, str | None] | None = None
         #: The stage each open table belongs to, for the trace.
         self._stages: dict[int, str] = {}
@@ -244,12 +248,34 @@ class Resolver:
         if not value.strip():
             return None
         options = OpenOptions(utf8=self._bool("smtputf8_enable"), regsub=regsub)
-        maps = MapList(value, options, title=name, surrogates=True)
+        tables = [self._table(spec, options) for spec in split_list(value)]
+        maps = MapList(tables, options, title=name)
         self._maps.append(maps)
         maps.recorder = self._tracer
         for table in maps.tables:
             self._stages[id(table)] = stage
         return maps
+
+    def _table(self, spec: str, options: OpenOptions | None = None) -> Table:
+        """The open table for ``spec``, shared by every parameter and list that names it, as
+        Postfix shares dictionary handles (an lmdb file cannot be opened twice in a process).
+
+        A table that cannot be opened is a surrogate whose lookups fail, as in a daemon.
+        """
+        options = options or OpenOptions(utf8=self._bool("smtputf8_enable"))
+        parsed = MapSpec.parse(spec)
+        key = f"{parsed.type}:{parsed.name}"
+        if parsed.type in ("regexp", "pcre") and not options.regsub:
+            key += " (no $n)"
+        table = self._tables.get(key)
+        if table is None:
+            try:
+                table = open_table(parsed, options)
+            except ConfigError as exc:
+                log.error("%s", exc)
+                table = SurrogateTable(parsed, str(exc))
+            self._tables[key] = table
+        return table
 
     def _mappings(self, role: str, address_class: str, canonical: MapList | None) -> list[MapList]:
         """The canonical maps cleanup applies to one envelope address class, in order:
@@ -287,7 +313,9 @@ class Resolver:
         self.masquerade_recipients = "envelope_recipient" in masquerade_classes
         self.masquerade_senders = "envelope_sender" in masquerade_classes
         if get("masquerade_domains").strip():
-            exceptions = _list(self.config, "masquerade_exceptions", ListKind.STRING)
+            exceptions = _list(
+                self.config, "masquerade_exceptions", ListKind.STRING, opener=self._table
+            )
             self.masquerade = Masquerade(
                 split_list(get("masquerade_domains")),
                 exceptions.match if exceptions is not None else None,
@@ -298,7 +326,7 @@ class Resolver:
         self.recursion_limit = self.config.get_int("virtual_alias_recursion_limit")
         self.length_limit = self.config.get_int("virtual_alias_address_length_limit")
         # trivial-rewrite(8)
-        self.lists = _Lists(self.config)
+        self.lists = _Lists(self.config, self._table)
         self.transport_parent_style = self.lists.transport_parent_style
         self.search_settings = SearchSettings(
             recipient_delimiter=self.delimiter,
@@ -446,8 +474,9 @@ class Resolver:
 
     def close(self) -> None:
         """Close every table."""
-        for maps in self._maps:
-            maps.close()
+        for table in self._tables.values():
+            table.close()
+        self._tables = {}
         self._maps = []
 
     def __enter__(self) -> Self:
@@ -790,27 +819,40 @@ class _NotAccepted(Exception):
 class _Lists:
     """The domain lists trivial-rewrite consults, built from the configuration."""
 
-    def __init__(self, config: MainConfig) -> None:
+    def __init__(self, config: MainConfig, opener: Callable[[str], Table]) -> None:
         get = config.get
         parent = {item.lower() for item in split_list(get("parent_domain_matches_subdomains"))}
         names = ("mydestination", "inet_interfaces", "proxy_interfaces", "inet_protocols")
-        self.local = LocalDomains.from_values({name: get(name) for name in names})
+        self.local = LocalDomains.from_values({name: get(name) for name in names}, opener=opener)
         self.is_local = self.local.is_local
-        self.virtual_alias_domains = _list(config, "virtual_alias_domains", ListKind.STRING)
-        self.virtual_mailbox_domains = _list(config, "virtual_mailbox_domains", ListKind.STRING)
+        self.virtual_alias_domains = _list(
+            config, "virtual_alias_domains", ListKind.STRING, opener=opener
+        )
+        self.virtual_mailbox_domains = _list(
+            config, "virtual_mailbox_domains", ListKind.STRING, opener=opener
+        )
         self.relay_domains = _list(
-            config, "relay_domains", ListKind.DOMAIN, parent="relay_domains" in parent
+            config,
+            "relay_domains",
+            ListKind.DOMAIN,
+            parent="relay_domains" in parent,
+            opener=opener,
         )
         self.transport_parent_style = "transport_maps" in parent
 
 
 def _list(
-    config: MainConfig, name: str, kind: ListKind, *, parent: bool = False
+    config: MainConfig,
+    name: str,
+    kind: ListKind,
+    *,
+    parent: bool = False,
+    opener: Callable[[str], Table] | None = None,
 ) -> MatchList | None:
     value = config.get(name)
     if not value.strip():
         return None
-    return MatchList(name, value, kind, parent_matches_subdomains=parent)
+    return MatchList(name, value, kind, parent_matches_subdomains=parent, opener=opener)
 
 
 def _lookup(maps: MapList | None) -> Callable[[str], str | None] | None:

@@ -92,8 +92,13 @@ def generate(rng: random.Random, root: Path) -> Scenario:
     if pick() < 0.5:
         valias.append("chain1@valias.example chain2@valias.example")
         valias.append("chain2@valias.example webmaster")
+    if pick() < 0.3:
+        # virtual_alias_domains left at its default, $virtual_alias_maps: the table's keys
+        # name the domains (the "domain anything" convention of virtual(5)).
+        valias += ["valias.example anything", "catch.example anything"]
+    else:
+        s.settings["virtual_alias_domains"] = "valias.example, catch.example"
     s.tables["virtual"] = "\n".join(valias) + "\n"
-    s.settings["virtual_alias_domains"] = "valias.example, catch.example"
     s.settings["virtual_alias_maps"] = f"lmdb:{etc}/virtual"
     probes += ["info@valias.example", "team@valias.example", "team+z@valias.example"]
     probes += ["self@valias.example", "fwd@valias.example", "x@valias.example", "any@catch.example"]

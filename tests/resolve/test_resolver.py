@@ -141,3 +141,20 @@ def test_threads_share_one_resolver(tmp_path: Path) -> None:
             thread.join()
     assert not wrong
     assert '"nexthop":"[127.0.0.3]:2525"' in want[3]
+
+
+def test_one_lmdb_file_serves_a_map_and_a_domain_list(tmp_path: Path) -> None:
+    """virtual_alias_domains defaults to $virtual_alias_maps: the same lmdb file is a map and
+    a list; it is opened once (LMDB cannot be opened twice in a process)."""
+    with create_table(f"lmdb:{tmp_path}/virtual") as build:
+        build.add("example.net", "anything")
+        build.add("info@example.net", "nobody@far.example")
+    config = MainConfig(BASE | {"virtual_alias_maps": f"lmdb:{tmp_path}/virtual"})
+    with Resolver(config) as resolver:
+        (info,) = resolver.resolve("info@example.net").recipients
+        (other,) = resolver.resolve("other@example.net").recipients
+    assert (info.address, info.address_class) == ("nobody@far.example", "default")
+    assert (other.address_class, other.text) == (
+        "virtual_alias",
+        "User unknown in virtual alias table",
+    )
