@@ -195,6 +195,7 @@ class Router:
     def __init__(self, settings: RouteSettings, tables: RouteTables) -> None:
         self.settings = settings
         self.tables = tables
+        self._domains: dict[str, bool] = {}
 
     def resolve(self, address: str, sender: str = "") -> Route:
         """Resolve ``address`` (internal form) for mail from ``sender`` (internal form)."""
@@ -215,7 +216,7 @@ class Router:
                 flags |= _ERROR
         elif s.smtputf8_enable and not _valid_utf8(recipient):
             flags |= _ERROR
-        elif not valid_utf8_hostname(rcpt_domain, smtputf8=s.smtputf8_enable):
+        elif not self._valid_domain(rcpt_domain):
             if s.resolve_numeric_domain and valid_hostaddr(rcpt_domain):
                 rcpt_domain = f"[{rcpt_domain}]"
                 recipient = recipient[: at + 1] + rcpt_domain
@@ -244,6 +245,17 @@ class Router:
             return Route(
                 CHANNEL_NOT_UPDATED, NEXTHOP_NOT_UPDATED, recipient, ResolveFlag(flags | _FAIL)
             )
+
+    def _valid_domain(self, domain: str) -> bool:
+        """:func:`valid_utf8_hostname`, remembered per domain (it depends on nothing else)."""
+        known = self._domains.get(domain)
+        if known is None:
+            if len(self._domains) > 65536:
+                self._domains.clear()
+            known = self._domains[domain] = valid_utf8_hostname(
+                domain, smtputf8=self.settings.smtputf8_enable
+            )
+        return known
 
     def _fail(self, flags: int) -> Route:
         return Route(

@@ -54,6 +54,9 @@ __all__ = [
 ]
 
 
+#: A key that quoting leaves alone in either form: a dot-atom local part, maybe a plain domain.
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*(?:@[A-Za-z0-9.-]*)?")
+
 #: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing.
 _PLAIN_ADDRESS = re.compile(
     r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
@@ -85,6 +88,11 @@ _DOMAIN = int(Strategy.DOMAIN)
 _PDMS = int(Strategy.PDMS)
 _PDDMDS = int(Strategy.PDDMDS)
 _LOCALPART_AT = int(Strategy.LOCALPART_AT)
+
+
+#: transport(5)'s search: the address, without extension, the domain and its parents.
+_TRANSPORT_PDMS = Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN | Strategy.PDMS
+_TRANSPORT_PDDMDS = Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN | Strategy.PDDMDS
 
 
 class Form(enum.Enum):
@@ -185,6 +193,8 @@ def _find_addr(
     maps: Searchable, address: str, fixed_only: bool, with_domain: bool, query: Form
 ) -> str | None:
     """One key, queried in the form ``query`` asks for (``find_addr()``)."""
+    if with_domain and query is not Form.INTERNAL_FIRST and _PLAIN_KEY.fullmatch(address):
+        return maps.lookup(address, fixed_only=fixed_only)  # quoting changes nothing
     if query in (Form.EXTERNAL, Form.EXTERNAL_FIRST):
         quoted = _quoted(address, with_domain)
         result = maps.lookup(quoted, fixed_only=fixed_only)
@@ -442,8 +452,7 @@ def transport_lookup(
     """
     if not address:
         return None
-    strategy = Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN
-    strategy |= Strategy.PDMS if parent_matches_subdomains else Strategy.PDDMDS
+    strategy = _TRANSPORT_PDMS if parent_matches_subdomains else _TRANSPORT_PDDMDS
     value = mail_addr_find(maps, address, settings, strategy=strategy)
     if value is not None:
         return TransportEntry.parse(value).apply(domain, transport, nexthop)
