@@ -46,7 +46,14 @@ from mailmaps.maps import MapList, SurrogateTable, open_table
 from mailmaps.masquerade import Masquerade
 from mailmaps.matchlist import ListKind, LocalDomains, MatchList
 from mailmaps.rewrite import RewriteSettings, rewrite_address
-from mailmaps.rfc822 import TokenType, internalize, parse_nodes, quote_local, unquote_local
+from mailmaps.rfc822 import (
+    PLAIN_ADDRESS,
+    TokenType,
+    internalize,
+    parse_nodes,
+    quote_local,
+    unquote_local,
+)
 from mailmaps.routing import AddressClass, Route, Router, RouteSettings, RouteTables
 from mailmaps.search import (
     Form,
@@ -82,10 +89,6 @@ DEFAULT_SERVICES: Mapping[str, str] = {
 _MAX_CANONICAL = 10
 #: How long trivial-rewrite keeps the transport_maps ``*`` entry, in seconds.
 WILDCARD_TTL = 30.0
-#: ``user@domain`` with a dot-atom local part: one recipient, as written.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -888,7 +891,7 @@ def _dsn_split(default: str, text: str) -> tuple[str, str]:
 
 def _command_line_recipients(text: str) -> list[str]:
     """The recipients ``sendmail`` takes from one command-line argument (internal form)."""
-    if _PLAIN_ADDRESS.fullmatch(text) is not None:
+    if PLAIN_ADDRESS.fullmatch(text) is not None:
         return [text]
     tree = parse_nodes(text)
     out = []

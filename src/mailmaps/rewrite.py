@@ -19,19 +19,13 @@ Postfix's vector ``global/rewrite_clnt`` runs through :func:`rewrite_address` in
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from mailmaps.rfc822 import Node, TokenType, externalize, scan_addr, scan_nodes
+from mailmaps.rfc822 import PLAIN_ADDRESS, Node, TokenType, externalize, scan_addr, scan_nodes
 
 __all__ = ["RewriteContext", "RewriteSettings", "rewrite_address", "rewrite_tree"]
 
-#: ``user@domain`` with a dot-atom local part and a plain host name: the common case, which no
-#: rewriting rule changes unless the domain lacks a dot and append_dot_mydomain is on.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)"
-)
 
 #: Where an address is rewritten: envelope and trusted headers (``local``), or headers from
 #: elsewhere (``remote``).
@@ -67,11 +61,14 @@ def rewrite_address(address: str, context: RewriteContext, settings: RewriteSett
     """
     if not address:
         return address
-    plain = _PLAIN_ADDRESS.fullmatch(address)
-    if plain is not None and (
-        "." in plain.group(1) or not settings.append_dot_mydomain or not settings.domain(context)
+    # user@domain in plain form: no rule changes it, unless the domain lacks a dot and
+    # append_dot_mydomain is on.
+    if PLAIN_ADDRESS.fullmatch(address) is not None and (
+        "." in address[address.find("@") :]
+        or not settings.append_dot_mydomain
+        or not settings.domain(context)
     ):
-        return address  # user@domain in plain form: no rule applies
+        return address
     tree = scan_addr(address)
     if tree.head is None:
         return ""

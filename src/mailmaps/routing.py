@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -35,7 +34,15 @@ from typing import Literal
 from mailmaps.errors import LookupFailed
 from mailmaps.hostname import valid_hostaddr, valid_mailhost_literal, valid_utf8_hostname
 from mailmaps.rewrite import RewriteSettings, rewrite_tree
-from mailmaps.rfc822 import Node, TokenType, internalize, quote_local, scan_addr, scan_nodes
+from mailmaps.rfc822 import (
+    PLAIN_ADDRESS,
+    Node,
+    TokenType,
+    internalize,
+    quote_local,
+    scan_addr,
+    scan_nodes,
+)
 
 __all__ = [
     "AddressClass",
@@ -51,10 +58,6 @@ log = logging.getLogger("mailmaps")
 #: The five address classes, by the names ``mailmaps resolve --json`` uses.
 AddressClass = Literal["local", "virtual_alias", "virtual_mailbox", "relay", "default"]
 
-#: ``user@domain`` with a dot-atom local part without routing operators and a plain host name.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-)
 
 CHANNEL_NOT_UPDATED = "CHANNEL NOT UPDATED"
 NEXTHOP_NOT_UPDATED = "NEXTHOP NOT UPDATED"
@@ -269,7 +272,7 @@ class Router:
 
     def _strip_local(self, address: str, flags: int) -> tuple[str | None, bool, int]:
         """The recipient with its local domain put back, and whether its domain is remote."""
-        if _PLAIN_ADDRESS.fullmatch(address) is not None:
+        if PLAIN_ADDRESS.fullmatch(address) is not None:
             # user@domain in plain form: the loop below would only strip a local domain and
             # put it back.
             return address, not self.tables.is_local(address[address.rfind("@") + 1 :]), flags

@@ -32,6 +32,8 @@ from typing import Protocol
 
 from mailmaps.rewrite import RewriteSettings, rewrite_address
 from mailmaps.rfc822 import (
+    PLAIN_HOST_NAME,
+    PLAIN_LOCAL_PART,
     QuoteFlags,
     TokenType,
     externalize,
@@ -55,12 +57,11 @@ __all__ = [
 
 
 #: A key that quoting leaves alone in either form: a dot-atom local part, maybe a plain domain.
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*(?:@[A-Za-z0-9.-]*)?")
+_PLAIN_KEY = re.compile(f"{PLAIN_LOCAL_PART}(?:@[A-Za-z0-9.-]*)?")
 
-#: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing.
-_PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9_+=-]+(?:\.[A-Za-z0-9_+=-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
-)
+#: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing (and, with a
+#: dot in the domain, no append_dot_mydomain).
+_DOTTED_ADDRESS = re.compile(f"{PLAIN_LOCAL_PART}@{PLAIN_HOST_NAME}\\.[A-Za-z0-9-]+")
 
 
 class Strategy(enum.IntFlag):
@@ -382,7 +383,7 @@ def mail_addr_crunch(
     """
     if in_form is Form.INTERNAL:
         text = quote_local(text)
-    if _PLAIN_ADDRESS.fullmatch(text) is not None:
+    if _DOTTED_ADDRESS.fullmatch(text) is not None:
         # One plain user@host.domain: parsing and rewriting would give it back unchanged.
         if extension is not None:
             at = text.rfind("@")
