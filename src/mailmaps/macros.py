@@ -330,14 +330,10 @@ def _expression(text: str, ctx: _Context) -> MacroStatus:
             i += 1
         value = ctx.lookup(name, used)
     if ch == "?":
-        brace = _find_left_curly(text, i)
-        if brace is not None:
-            found = _curly_payload(text, brace, ctx)
-            if found is None:
-                return ctx.status
-            if_true, i = found
-        else:
-            if_true, i = text[i:], len(text)
+        found = _branch(text, i, ctx)
+        if found is None:
+            return ctx.status
+        if_true, i = found
         if value:
             ctx.status |= _parse(if_true, ctx)
         if i >= len(text):
@@ -363,15 +359,20 @@ def _expression(text: str, ctx: _Context) -> MacroStatus:
     return ctx.status
 
 
-def _if_false(text: str, i: int, value: str | None, ctx: _Context) -> MacroStatus:
+def _branch(text: str, i: int, ctx: _Context) -> tuple[str, int] | None:
+    """The text of a ``?`` or ``:`` branch starting at ``i``: a ``{...}`` payload, or the rest
+    of ``text``; and where it ends.  ``None`` after a syntax error (recorded in ``ctx``)."""
     brace = _find_left_curly(text, i)
-    if brace is not None:
-        found = _curly_payload(text, brace, ctx)
-        if found is None:
-            return ctx.status
-        if_false, i = found
-    else:
-        if_false, i = text[i:], len(text)
+    if brace is None:
+        return text[i:], len(text)
+    return _curly_payload(text, brace, ctx)
+
+
+def _if_false(text: str, i: int, value: str | None, ctx: _Context) -> MacroStatus:
+    found = _branch(text, i, ctx)
+    if found is None:
+        return ctx.status
+    if_false, i = found
     if not value:
         ctx.status |= _parse(if_false, ctx)
     if i < len(text):
