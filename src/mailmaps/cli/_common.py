@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from mailmaps.config import MainConfig
 from mailmaps.errors import ConfigError, LookupFailed, MailmapsError
@@ -31,7 +31,7 @@ from mailmaps.spec import MapSpec
 from mailmaps.table import Duplicates, NulMode, OpenOptions
 from mailmaps.text import decode, encode, printable
 
-__all__ = ["Fatal", "Options", "Tool", "run"]
+__all__ = ["Fatal", "MessageHandler", "Options", "Tool", "postfix_messages", "run"]
 
 log = logging.getLogger("mailmaps")
 
@@ -43,8 +43,8 @@ class Fatal(Exception):
     """A fatal error: printed as ``prog: fatal: message``, exit status 1."""
 
 
-class _Handler(logging.Handler):
-    """Print library warnings the way Postfix's msg(3) does."""
+class MessageHandler(logging.Handler):
+    """Print library warnings the way Postfix's msg(3) does: ``prog: warning: text``."""
 
     def __init__(self, prog: str, stream: IO[str]) -> None:
         super().__init__(logging.WARNING)
@@ -69,7 +69,7 @@ class _Handler(logging.Handler):
 def _held_warnings() -> Iterator[None]:
     """Hold back the CLI's warnings: print them if the block succeeds, drop them if it
     raises (the caller then replays the work, warnings included, one step at a time)."""
-    handler = next((h for h in log.handlers if isinstance(h, _Handler)), None)
+    handler = next((h for h in log.handlers if isinstance(h, MessageHandler)), None)
     if handler is None or handler.held is not None:
         yield
         return
@@ -261,42 +261,55 @@ def _load_config(opts: Options) -> MainConfig:
     return MainConfig.load()
 
 
-def run(tool: Tool, argv: Sequence[str] | None = None) -> int:
-    """Run ``tool`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    handler = _Handler(tool.prog, sys.stderr)
+@contextmanager
+def postfix_messages(prog: str) -> Iterator[MessageHandler]:
+    """Run a command as Postfix's programs end: library warnings go to stderr as
+    ``prog: warning: ...``, and an error leaves as ``prog: fatal: ...`` with exit status 1
+    (raised as :class:`SystemExit`), never as a traceback."""
+    handler = MessageHandler(prog, sys.stderr)
     log.addHandler(handler)
     saved_level = log.level
     log.setLevel(logging.WARNING)
     log.propagate = False
-    out = BlockOutput(sys.stdout.buffer)
     try:
-        return _main(tool, args, out, handler)
-    except _Usage:
-        _fatal(tool, f"usage: {tool.prog} {tool.usage}")
+        yield handler
     except (Fatal, MailmapsError) as exc:
-        _fatal(tool, str(exc))
+        _fatal(prog, str(exc))
     except KeyboardInterrupt:
-        _fatal(tool, "interrupted")
+        _fatal(prog, "interrupted")
     except BrokenPipeError:
-        return 1
+        raise SystemExit(1) from None
     except OSError as exc:
-        _fatal(tool, f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}")
+        _fatal(prog, f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}")
     except Exception as exc:  # never a traceback from a CLI
-        _fatal(tool, f"internal error: {type(exc).__name__}: {exc}")
+        _fatal(prog, f"internal error: {type(exc).__name__}: {exc}")
     finally:
         log.removeHandler(handler)
         log.setLevel(saved_level)
         log.propagate = True
-    return 1
 
 
-def _fatal(tool: Tool, text: str) -> None:
-    sys.stderr.write(f"{tool.prog}: fatal: {text}\n")
+def _fatal(prog: str, text: str) -> NoReturn:
+    sys.stderr.write(f"{prog}: fatal: {text}\n")
     sys.stderr.flush()
+    raise SystemExit(1)
 
 
-def _main(tool: Tool, args: list[str], out: BlockOutput, handler: _Handler) -> int:
+def run(tool: Tool, argv: Sequence[str] | None = None) -> int:
+    """Run ``tool`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out = BlockOutput(sys.stdout.buffer)
+    try:
+        with postfix_messages(tool.prog) as handler:
+            try:
+                return _main(tool, args, out, handler)
+            except _Usage:
+                raise Fatal(f"usage: {tool.prog} {tool.usage}") from None
+    except SystemExit as exc:
+        return int(exc.code or 0)
+
+
+def _main(tool: Tool, args: list[str], out: BlockOutput, handler: MessageHandler) -> int:
     opts = parse_args(tool, args)
     config = _load_config(opts)
     handler.utf8 = config.get_bool("smtputf8_enable")

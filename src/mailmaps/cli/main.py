@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
+from mailmaps.cli._common import Fatal, postfix_messages
 from mailmaps.config import MainConfig, read_main_cf_entries
 from mailmaps.defaults import DEFAULTS, MACHINE_DEPENDENT
 from mailmaps.errors import MailmapsError
@@ -46,23 +47,6 @@ RAW_PARAMETERS = frozenset(
 )
 
 _REFERENCE = re.compile(r"\$\$|\$(?:\{([A-Za-z0-9_]+)|\(([A-Za-z0-9_]+)|([A-Za-z0-9_]+))")
-
-
-class _Fatal(Exception):
-    """A fatal error: ``prog: fatal: message`` on stderr, exit status 1."""
-
-
-class _Handler(logging.Handler):
-    """Library warnings as ``prog: warning: message``."""
-
-    def __init__(self, prog: str, stream: IO[str]) -> None:
-        super().__init__(logging.WARNING)
-        self.prog = prog
-        self.stream = stream
-
-    def emit(self, record: logging.LogRecord) -> None:
-        level = "error" if record.levelno >= logging.ERROR else "warning"
-        self.stream.write(f"{self.prog}: {level}: {record.getMessage()}\n")
 
 
 def _print_line(out: IO[str], text: str) -> None:
@@ -120,7 +104,7 @@ def postconf(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     try:
         entries = [] if args.d else read_main_cf_entries(path)
     except MailmapsError as exc:
-        raise _Fatal(str(exc)) from None
+        raise Fatal(str(exc)) from None
     for lineno, name, value in entries:
         if name in values and values[name] != value:
             err.write(
@@ -222,14 +206,14 @@ def resolve(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     try:
         resolver = Resolver.from_directory(directory)
     except (MailmapsError, OSError) as exc:
-        raise _Fatal(str(exc)) from None
+        raise Fatal(str(exc)) from None
     colour = not args.json and out.isatty() and os.environ.get("NO_COLOR") is None
     with resolver:
         for address in _addresses(args.addresses):
             try:
                 resolution = resolver.resolve(address, args.sender, trace=True)
             except MailmapsError as exc:
-                raise _Fatal(f"{address}: {exc}") from None
+                raise Fatal(f"{address}: {exc}") from None
             if args.json:
                 out.write(resolution.to_json() + "\n")
             else:
@@ -263,19 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"usage: mailmaps {{{names}}} [arguments]\n")
         return 2
     name = args[0]
-    handler = _Handler(f"mailmaps {name}", sys.stderr)
-    log.addHandler(handler)
-    log.propagate = False
     try:
-        return COMMANDS[name](args[1:], sys.stdout, sys.stderr)
-    except _Fatal as exc:
-        sys.stdout.flush()
-        sys.stderr.write(f"mailmaps {name}: fatal: {exc}\n")
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        log.removeHandler(handler)
+        with postfix_messages(f"mailmaps {name}"):
+            try:
+                return COMMANDS[name](args[1:], sys.stdout, sys.stderr)
+            finally:
+                sys.stdout.flush()  # what was printed comes before a fatal message
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
