@@ -51,3 +51,43 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_bad_boolean() -> None:
     with pytest.raises(ConfigError, match="bad boolean"):
         MainConfig({"smtputf8_enable": "maybe"}).get_bool("smtputf8_enable")
+
+
+def test_settings_reads_parameter_fields_by_type() -> None:
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Settings:
+        myorigin: str = "unset"
+        append_dot_mydomain: bool = True
+        virtual_alias_expansion_limit: int = 0
+        canonical_classes: frozenset[str] = frozenset()
+        not_a_parameter: str = "kept"
+
+    config = MainConfig(
+        {
+            "compatibility_level": "3.6",
+            "mydomain": "example.org",
+            "myorigin": "$mydomain",
+            "canonical_classes": "Envelope_Sender, header_sender",
+        }
+    )
+    got = config.settings(Settings, virtual_alias_expansion_limit=7)
+    assert got == Settings(
+        myorigin="example.org",
+        append_dot_mydomain=False,  # Postfix's default from compatibility level 1 on
+        virtual_alias_expansion_limit=7,
+        canonical_classes=frozenset({"envelope_sender", "header_sender"}),
+        not_a_parameter="kept",
+    )
+
+
+def test_settings_rejects_a_field_type_without_getter() -> None:
+    from dataclasses import dataclass
+
+    @dataclass
+    class Settings:
+        relayhost: list[str]
+
+    with pytest.raises(TypeError, match=r"Settings\.relayhost"):
+        MainConfig().settings(Settings)

@@ -9,18 +9,26 @@ defaults use.  An undefined name expands to the empty string.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mailmaps.defaults import DEFAULTS
 from mailmaps.errors import ConfigError, MapSyntaxError
 from mailmaps.macros import COMPAT_LEVEL_RELOPS, MacroStatus, mac_expand
+from mailmaps.parameters import POSTFIX_PARAMETERS
 from mailmaps.source import logical_lines
 from mailmaps.spec import split_list
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    _Settings = TypeVar("_Settings", bound=DataclassInstance)
 
 __all__ = ["MainConfig", "compat_level_below", "read_main_cf", "read_main_cf_entries"]
 
@@ -156,6 +164,25 @@ class MainConfig:
         """A list parameter, split as Postfix splits them (commas, white space, ``{...}``)."""
         return split_list(self.get(name))
 
+    def get_set(self, name: str) -> frozenset[str]:
+        """A list parameter as a set of lower-cased names (``canonical_classes`` and the like)."""
+        return frozenset(item.lower() for item in self.get_list(name))
+
+    def settings(self, cls: type[_Settings], /, **given: Any) -> _Settings:
+        """An instance of the settings dataclass ``cls`` whose fields are named after main.cf
+        parameters: each field that is a Postfix parameter and not in ``given`` is read with the
+        getter its annotation names (``bool``, ``int``, ``str``, ``frozenset[str]``); the
+        others keep their defaults."""
+        values = dict(given)
+        for f in dataclasses.fields(cls):
+            if f.name in values or f.name not in POSTFIX_PARAMETERS:
+                continue
+            getter = _GETTERS.get(str(f.type))
+            if getter is None:
+                raise TypeError(f"{cls.__name__}.{f.name}: no main.cf getter for {f.type}")
+            values[f.name] = getter(self, f.name)
+        return cls(**values)
+
     def expand(self, text: str) -> str:
         """Expand ``$name`` references in ``text``, recursively, as main.cf does
         (:func:`mailmaps.macros.mac_expand` with the compatibility-level operators).
@@ -171,6 +198,14 @@ class MainConfig:
         if status & MacroStatus.ERROR:
             raise ConfigError(f'bad parameter value: "{text}"')
         return result
+
+
+_GETTERS: dict[str, Any] = {
+    "str": MainConfig.get,
+    "bool": MainConfig.get_bool,
+    "int": MainConfig.get_int,
+    "frozenset[str]": MainConfig.get_set,
+}
 
 
 def _domain_of(values: Mapping[str, str], default_hostname: str) -> str:

@@ -244,7 +244,7 @@ class Resolver:
         return self.config.get_bool(name)
 
     def _set(self, name: str) -> frozenset[str]:
-        return frozenset(item.lower() for item in split_list(self._get(name)))
+        return self.config.get_set(name)
 
     def _open(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
         value = self._get(name)
@@ -297,15 +297,7 @@ class Resolver:
         self.myorigin = get("myorigin")
         self.delimiter = get("recipient_delimiter")
         self.propagate = self._set("propagate_unmatched_extensions")
-        self.rewrite_settings = RewriteSettings(
-            myorigin=self.myorigin,
-            mydomain=get("mydomain"),
-            remote_header_rewrite_domain=get("remote_header_rewrite_domain"),
-            swap_bangpath=flag("swap_bangpath"),
-            allow_percent_hack=flag("allow_percent_hack"),
-            append_at_myorigin=flag("append_at_myorigin"),
-            append_dot_mydomain=flag("append_dot_mydomain"),
-        )
+        self.rewrite_settings = self.config.settings(RewriteSettings)
         self.empty_address_recipient = get("empty_address_recipient")
         # cleanup(8): canonical maps and masquerading, per envelope address class
         canonical = self._open("canonical_maps", "canonical")
@@ -331,13 +323,8 @@ class Resolver:
         # trivial-rewrite(8)
         self.lists = _Lists(self.config, self._table)
         self.transport_parent_style = self.lists.transport_parent_style
-        self.search_settings = SearchSettings(
-            recipient_delimiter=self.delimiter,
-            myorigin=self.myorigin,
-            is_local=self.lists.is_local,
-            owner_request_special=flag("owner_request_special"),
-            double_bounce_sender=get("double_bounce_sender"),
-            rewrite=self.rewrite_settings,
+        self.search_settings = self.config.settings(
+            SearchSettings, is_local=self.lists.is_local, rewrite=self.rewrite_settings
         )
         self.transport = self._open("transport_maps", "transport", regsub=False)
         self.relocated = self._open("relocated_maps", "relocated")
@@ -346,28 +333,7 @@ class Resolver:
             "sender_dependent_default_transport_maps", "resolve", regsub=False
         )
         self.router = Router(
-            RouteSettings(
-                myhostname=self.myhostname,
-                rewrite=self.rewrite_settings,
-                empty_address_recipient=self.empty_address_recipient,
-                resolve_dequoted_address=flag("resolve_dequoted_address"),
-                resolve_null_domain=flag("resolve_null_domain"),
-                resolve_numeric_domain=flag("resolve_numeric_domain"),
-                smtputf8_enable=flag("smtputf8_enable"),
-                show_user_unknown_table_name=flag("show_user_unknown_table_name"),
-                allow_min_user=flag("allow_min_user"),
-                local_transport=get("local_transport"),
-                virtual_transport=get("virtual_transport"),
-                relay_transport=get("relay_transport"),
-                default_transport=get("default_transport"),
-                relayhost=get("relayhost"),
-                empty_address_default_transport_maps_lookup_key=get(
-                    "empty_address_default_transport_maps_lookup_key"
-                ),
-                empty_address_relayhost_maps_lookup_key=get(
-                    "empty_address_relayhost_maps_lookup_key"
-                ),
-            ),
+            self.config.settings(RouteSettings, rewrite=self.rewrite_settings),
             RouteTables(
                 is_local=self.lists.is_local,
                 virtual_alias_domains=self.lists.virtual_alias_domains,
@@ -386,23 +352,11 @@ class Resolver:
         self.virtual_minimum_uid = self.config.get_int("virtual_minimum_uid")
         aliases = self._open("alias_maps", "local", regsub=False)
         self.local = LocalAgent(
-            LocalSettings(
+            self.config.settings(
+                LocalSettings,
                 local_transport=get("local_transport").partition(":")[0],
-                myhostname=self.myhostname,
-                recipient_delimiter=self.delimiter,
-                propagate_unmatched_extensions=self.propagate,
-                owner_request_special=flag("owner_request_special"),
-                expand_owner_alias=flag("expand_owner_alias"),
-                allow_mail_to_commands=self._set("allow_mail_to_commands"),
-                allow_mail_to_files=self._set("allow_mail_to_files"),
                 forward_path=tuple(split_list(self.config.raw("forward_path") or "")),
-                forward_expansion_filter=get("forward_expansion_filter"),
                 luser_relay=self.config.raw("luser_relay") or "",
-                mail_spool_directory=get("mail_spool_directory"),
-                home_mailbox=get("home_mailbox"),
-                mailbox_command=get("mailbox_command"),
-                mailbox_transport=get("mailbox_transport"),
-                fallback_transport=get("fallback_transport"),
             ),
             LocalTables(
                 aliases=aliases.lookup if aliases is not None else None,
