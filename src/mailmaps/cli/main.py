@@ -23,9 +23,9 @@ from mailmaps.cli._common import Fatal, postfix_messages
 from mailmaps.config import MainConfig, read_main_cf_entries
 from mailmaps.defaults import DEFAULTS, MACHINE_DEPENDENT
 from mailmaps.errors import MailmapsError
+from mailmaps.macros import COMPAT_LEVEL_RELOPS, mac_expand
 from mailmaps.parameters import POSTFIX_PARAMETERS
 from mailmaps.resolver import Resolution, Resolver
-from mailmaps.spec import split_list
 
 __all__ = ["COMMANDS", "main"]
 
@@ -67,7 +67,23 @@ def _used_user_parameters(values: dict[str, str]) -> tuple[set[str], list[str]]:
     the names referred to that nothing defines."""
     known = set(POSTFIX_PARAMETERS)
     undefined: list[str] = []
-    valid: set[str] = set(split_list(values.get("smtpd_restriction_classes", "")))
+    valid: set[str] = set()
+    if "smtpd_restriction_classes" in values:
+        # Each class name is a parameter: valid if main.cf defines it, else "undefined".  The
+        # list is expanded with main.cf's settings only: postconf has no defaults loaded yet.
+        classes, _status = mac_expand(
+            values["smtpd_restriction_classes"],
+            lambda name, _used: values.get(name),
+            recurse=True,
+            relops=COMPAT_LEVEL_RELOPS,
+        )
+        for name in re.split(r"[,\s]+", classes):  # mystrtok(): braces do not group
+            if not name:
+                continue
+            if name in values:
+                valid.add(name)
+            elif name not in known and name not in undefined:
+                undefined.append(name)
     scanned: set[str] = set()
     queue = [name for name in values if name in known]
     queue += [name for name in DEFAULTS if name not in values]
