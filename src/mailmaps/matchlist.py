@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import fcntl
+import ipaddress
 import logging
 import socket
 import struct
@@ -38,7 +39,7 @@ from mailmaps.source import logical_lines
 from mailmaps.spec import MapSpec, split_list
 from mailmaps.table import OpenOptions, Table
 
-__all__ = ["ListKind", "LocalDomains", "MatchList", "interface_addresses"]
+__all__ = ["ListKind", "LocalDomains", "MatchList", "interface_addresses", "mynetworks_default"]
 
 log = logging.getLogger("mailmaps")
 
@@ -270,6 +271,56 @@ def interface_addresses(protocols: str = "all") -> list[str]:
             packed = bytes.fromhex(hexaddr)
             out.append(socket.inet_ntop(socket.AF_INET6, packed))
     return out
+
+
+def _ipv4_networks() -> list[tuple[str, str]]:
+    """``(address, netmask)`` of each IPv4 interface."""
+    out = []
+    for _index, name in socket.if_nameindex():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            request = struct.pack("256s", name.encode()[:15])
+            addr = fcntl.ioctl(sock.fileno(), 0x8915, request)  # SIOCGIFADDR
+            mask = fcntl.ioctl(sock.fileno(), 0x891B, request)  # SIOCGIFNETMASK
+            out.append((socket.inet_ntoa(addr[20:24]), socket.inet_ntoa(mask[20:24])))
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    return out
+
+
+def mynetworks_default(style: str, protocols: str = "all") -> str:
+    """The ``mynetworks`` Postfix computes when main.cf does not set it (``mynetworks.c``):
+    ``host`` lists this machine's addresses, ``subnet`` their subnets, ``class`` their
+    class A/B/C networks (IPv6: as for ``subnet``)."""
+    style = style.strip().lower()
+    if style not in ("host", "subnet", "class"):
+        raise ConfigError(f"unknown mynetworks_style value: {style}")
+    out: list[str] = []
+    if protocols in ("all", "ipv4") or "ipv4" in protocols:
+        for addr, mask in _ipv4_networks():
+            if style == "host":
+                out.append(f"{addr}/32")
+                continue
+            bits = bin(int(ipaddress.IPv4Address(mask))).count("1")
+            if style == "class":
+                first = int(addr.split(".")[0])
+                bits = 8 if first < 128 else 16 if first < 192 else 24 if first < 224 else bits
+            net = ipaddress.IPv4Network(f"{addr}/{bits}", strict=False)
+            out.append(f"{net.network_address}/{bits}")
+    if protocols in ("all", "ipv6") or "ipv6" in protocols:
+        try:
+            lines = Path("/proc/net/if_inet6").read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            fields = line.split()
+            addr6 = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            bits = 128 if style == "host" else int(fields[2], 16)
+            net6 = ipaddress.IPv6Network(f"{addr6}/{bits}", strict=False)
+            out.append(f"[{net6.network_address}]/{bits}")
+    return " ".join(dict.fromkeys(out))
 
 
 def _interface_list(value: str, protocols: str) -> list[str]:

@@ -32,9 +32,11 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "lmdb": "mailmaps.backends.lmdb:LmdbTable",
     "nis": "mailmaps.backends.nis:NisTable",
     "pcre": "mailmaps.backends.pcre:PcreTable",
+    "proxy": "mailmaps.backends.proxy:ProxyTable",
     "regexp": "mailmaps.backends.regexp:RegexpTable",
     "static": "mailmaps.backends.static:StaticTable",
     "texthash": "mailmaps.backends.texthash:TexthashTable",
+    "unix": "mailmaps.backends.unix:UnixTable",
 }
 
 ENTRY_POINT_GROUP = "mailmaps.backends"

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -33,6 +32,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 from mailmaps.config import MainConfig
+from mailmaps.dsn import dsn_split
 from mailmaps.errors import ConfigError, LookupFailed
 from mailmaps.local import (
     Delivery,
@@ -246,12 +246,17 @@ class Resolver:
     def _set(self, name: str) -> frozenset[str]:
         return self.config.get_set(name)
 
+    def maps(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
+        """The tables of the ``*_maps`` parameter ``name`` (``None`` when empty), opened once and
+        shared; ``stage`` names them in the trace."""
+        return self._open(name, stage, regsub=regsub)
+
     def _open(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
         value = self._get(name)
         if not value.strip():
             return None
         options = OpenOptions(utf8=self._bool("smtputf8_enable"), regsub=regsub)
-        tables = [self._table(spec, options) for spec in split_list(value)]
+        tables = [self.table(spec, options) for spec in split_list(value)]
         maps = MapList(tables, options, title=name)
         self._maps.append(maps)
         maps.recorder = self._tracer
@@ -259,7 +264,7 @@ class Resolver:
             self._stages[id(table)] = stage
         return maps
 
-    def _table(self, spec: str, options: OpenOptions | None = None) -> Table:
+    def table(self, spec: str, options: OpenOptions | None = None) -> Table:
         """The open table for ``spec``, shared by every parameter and list that names it, as
         Postfix shares dictionary handles (an lmdb file cannot be opened twice in a process).
 
@@ -309,7 +314,7 @@ class Resolver:
         self.masquerade_senders = "envelope_sender" in masquerade_classes
         if get("masquerade_domains").strip():
             exceptions = _list(
-                self.config, "masquerade_exceptions", ListKind.STRING, opener=self._table
+                self.config, "masquerade_exceptions", ListKind.STRING, opener=self.table
             )
             self.masquerade = Masquerade(
                 split_list(get("masquerade_domains")),
@@ -321,7 +326,7 @@ class Resolver:
         self.recursion_limit = self.config.get_int("virtual_alias_recursion_limit")
         self.length_limit = self.config.get_int("virtual_alias_address_length_limit")
         # trivial-rewrite(8)
-        self.lists = _Lists(self.config, self._table)
+        self.lists = _Lists(self.config, self.table)
         self.transport_parent_style = self.lists.transport_parent_style
         self.search_settings = self.config.settings(
             SearchSettings, is_local=self.lists.is_local, rewrite=self.rewrite_settings
@@ -369,7 +374,7 @@ class Resolver:
                 ),
             ),
             resolve=self._local_resolve,
-            canonicalize=self._canonicalize,
+            canonicalize=self.canonicalize,
             passwd=passwd,
         )
 
@@ -485,7 +490,7 @@ class Resolver:
     def _cleanup(self, recipient: str) -> list[str]:
         """One envelope recipient through cleanup: rewriting, canonical, masquerading and
         virtual alias expansion.  Returns the recipients cleanup would queue."""
-        address = self._canonicalize(recipient or self.empty_address_recipient)
+        address = self.canonicalize(recipient or self.empty_address_recipient)
         if address != recipient:
             self._note("rewrite", recipient, address, "rewritten to canonical form")
         address = self._map_and_masquerade(
@@ -521,9 +526,9 @@ class Resolver:
         """The envelope sender as cleanup(8) writes it (``cleanup_addr_sender()``)."""
         if not sender:
             return ""
-        address = self._canonicalize(sender)
+        address = self.canonicalize(sender)
         if address.lower().startswith("mailer-daemon@") and address.lower() == (
-            self._canonicalize("MAILER-DAEMON").lower()
+            self.canonicalize("MAILER-DAEMON").lower()
         ):
             return ""
         address = self._map_and_masquerade(address, self.sender_mappings, self.masquerade_senders)
@@ -531,7 +536,7 @@ class Resolver:
             self._note("rewrite", sender, address, "the envelope sender")
         return address
 
-    def _canonicalize(self, address: str) -> str:
+    def canonicalize(self, address: str) -> str:
         """trivial-rewrite's rewrite in the local context, on an internal-form address."""
         return unquote_local(rewrite_address(quote_local(address), "local", self.rewrite_settings))
 
@@ -669,7 +674,7 @@ class Resolver:
         if program == "error":
             return [self._final(recipient, cls, transport, route, route.nexthop)]
         if program == "discard":
-            dsn, text = _dsn_split("2.0.0", route.nexthop)
+            dsn, text = dsn_split("2.0.0", route.nexthop)
             return [
                 FinalRecipient(recipient, cls, transport, route.nexthop, "deliverable", dsn, text)
             ]
@@ -685,7 +690,7 @@ class Resolver:
     ) -> FinalRecipient:
         """An ``error``/``retry`` outcome: the reason text may start with a DSN code."""
         default = "4.0.0" if transport == "retry" else "5.0.0"
-        dsn, text = _dsn_split(default, why)
+        dsn, text = dsn_split(default, why)
         return FinalRecipient(recipient, cls, transport, route.nexthop, "undeliverable", dsn, text)
 
     def _deliver_local(self, batch: list[tuple[str, Route]]) -> list[FinalRecipient]:
@@ -748,7 +753,7 @@ class Resolver:
 
     def _local_resolve(self, address: str) -> tuple[str, str] | Delivery:
         """local(8) asks trivial-rewrite about an address found in an alias or file."""
-        canonical = self._canonicalize(address)
+        canonical = self.canonicalize(address)
         route = self.router.resolve(canonical)
         if self._tracer.events is not None:
             self._note("local", address, route.recipient, f"resolved to {route.transport}")
@@ -832,15 +837,6 @@ def _atol(text: str) -> int:
         return int(digits)
     except ValueError:
         return 0
-
-
-def _dsn_split(default: str, text: str) -> tuple[str, str]:
-    """An optional leading RFC 3463 code and the rest (``dsn_split()``)."""
-    stripped = text.lstrip()
-    match = re.match(r"[245]\.\d{1,3}\.\d{1,3}(?=\s|$)", stripped)
-    if match is None:
-        return default, stripped
-    return match.group(), stripped[match.end() :].lstrip()
 
 
 def _command_line_recipients(text: str) -> list[str]:

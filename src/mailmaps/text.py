@@ -58,16 +58,18 @@ def fold(text: str, utf8: bool) -> str:
     return encode(text).lower().decode(_ENC, _ERR)
 
 
-def printable(text: str | bytes, utf8: bool = True) -> str:
+def printable(text: str | bytes, utf8: bool = True, substitute: str = "?") -> str:
     """Make text safe to log as Postfix's ``printable()`` does: every byte that is not printable
-    ASCII becomes ``?``, except (with ``utf8``) the bytes of what looks like a UTF-8 character.
+    ASCII becomes ``substitute``, except (with ``utf8``) the bytes of what looks like a UTF-8
+    character.
 
-    Postfix passes every log message through this, so warnings about bad input read the same.
+    Postfix passes every log message through this (``?``), and smtpd every reply (a space).
     """
     data = encode(text) if isinstance(text, str) else text
     if data.isascii() and not _UNPRINTABLE.search(data):
         return data.decode("ascii")
     out = bytearray(data)
+    sub = ord(substitute)
     i, n = 0, len(out)
     while i < n:
         ch = out[i]
@@ -77,6 +79,6 @@ def printable(text: str | bytes, utf8: bool = True) -> str:
             while i + 1 < n and 128 <= out[i + 1] < 192:
                 i += 1
         else:
-            out[i] = 0x3F  # '?'
+            out[i] = sub
         i += 1
     return out.decode(_ENC, "replace")
