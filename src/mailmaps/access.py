@@ -1029,17 +1029,23 @@ class _Run:
     def decide(self) -> str | None:
         """smtpd's command handlers around the checks, up to RCPT TO."""
         st, p, s = self.st, self.p, self.st.session
+        # HELO: the arguments joined by single spaces (collapse_args()); smtpd stores the name
+        # with unprintable and special characters replaced by "?" (neuter()).
+        raw_helo = " ".join(s.helo.split()) if s.helo is not None else None
+        st.helo = st.sender = st.recipient = None  # known only once their command came
         if not p.delay_reject:
             err = self.check_client()
             if err is not None:
                 st.where = "CONNECT"
                 return err
-            if s.helo is not None:
-                err = self.check_helo(s.helo)
+            if raw_helo is not None:
+                err = self.check_helo(raw_helo)
                 if err is not None:
                     st.where = "HELO"
                     return err
-        if p.helo_required and s.helo is None:
+        if raw_helo is not None:
+            st.helo = _neuter(printable(raw_helo, p.utf8, "?"))
+        if p.helo_required and st.helo is None:
             st.where = "MAIL"
             self.event("smtpd_helo_required", result="503 5.5.1 Error: send HELO/EHLO first")
             return "503 5.5.1 Error: send HELO/EHLO first"
@@ -1054,6 +1060,7 @@ class _Run:
             if err is not None:
                 st.where = "MAIL"
                 return err
+        st.sender = s.sender
         recipient = s.recipient
         if not recipient or self._bad_syntax(recipient, s.smtputf8):
             st.where = "RCPT"
@@ -1332,8 +1339,11 @@ class _Run:
 
     def _find(self, table: str, key: str, fixed_only: bool) -> tuple[str | None, bool]:
         """One access table lookup: (value, error)."""
+        maps = self.p._access_maps(table)
+        if fixed_only and not maps.has_fixed:
+            return None, False  # partial keys go to exact-key tables only
         try:
-            value = self.p._access_maps(table).lookup(key, fixed_only=fixed_only)
+            value = maps.lookup(key, fixed_only=fixed_only)
         except LookupFailed:
             self.event("lookup", table=table, key=key, result="table lookup error")
             return None, True
@@ -1965,6 +1975,14 @@ def _normal_address(address: str) -> str:
         return str(ipaddress.ip_address(text.split("%", 1)[0]))
     except ValueError:
         return text.lower()
+
+
+_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+
+
+def _neuter(text: str) -> str:
+    """``neuter(text, NEUTER_CHARACTERS, '?')``: characters that would confuse log parsers."""
+    return text.translate(_NEUTER)
 
 
 def _truncate_dot(name: str) -> str:

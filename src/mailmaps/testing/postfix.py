@@ -28,6 +28,7 @@ import mailbox
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 __all__ = ["SAFE_SETTINGS", "PostfixInstance", "UnsafeConfiguration", "Verdict", "check_nexthop"]
 
@@ -212,6 +213,9 @@ class PostfixInstance:
         (so they cannot).
     :param services: extra master.cf lines (a transport under test: ``"mybox unix - - n - -
         smtp"``).
+    :param smtpd: run an SMTP server on a free port of 127.0.0.1 (:attr:`smtpd_port`), which
+        :meth:`converse` talks to; give it ``smtpd_authorized_xclient_hosts = 127.0.0.1`` to
+        impersonate other clients with XCLIENT.
     :raises UnsafeConfiguration: a setting could send traffic beyond loopback, or would move
         the mailbox where reports arrive.
     """
@@ -222,8 +226,11 @@ class PostfixInstance:
         settings: Mapping[str, str] | None = None,
         *,
         services: Iterable[str] = (),
+        smtpd: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
+        #: The port smtpd listens on (127.0.0.1), or ``None``.
+        self.smtpd_port = _free_port() if smtpd else None
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update(settings or {})
         _check_settings(self.settings)
@@ -256,7 +263,10 @@ class PostfixInstance:
         lines += [f"{name} = {value}" for name, value in self.settings.items()]
         lines += [f"{name} = {value}" for name, value in SAFE_SETTINGS.items()]
         self.write("main.cf", "\n".join(lines) + "\n")
-        self.write("master.cf", _MASTER_CF + "".join(f"{line}\n" for line in self.services))
+        services = list(self.services)
+        if self.smtpd_port is not None:
+            services.append(f"127.0.0.1:{self.smtpd_port} inet n - n - - smtpd")
+        self.write("master.cf", _MASTER_CF + "".join(f"{line}\n" for line in services))
 
     def write(self, name: str, text: str | bytes) -> Path:
         """Write a file into the configuration directory, back-dated so Postfix trusts it."""
@@ -343,6 +353,31 @@ class PostfixInstance:
                     pending.discard(envid)
         return found
 
+    def converse(self, commands: Sequence[str], *, timeout: float = 20.0) -> list[str]:
+        """Connect to the instance's smtpd, read the greeting, send each command and collect its
+        reply (a multi-line reply as its last line's code and all texts joined by newlines);
+        ``QUIT`` is sent at the end.  The first reply in the list is the greeting.
+
+        :raises RuntimeError: smtpd did not greet (a fatal configuration error: see the log).
+        """
+        if self.smtpd_port is None:
+            raise RuntimeError("this instance runs no smtpd")
+        replies: list[str] = []
+        with socket.create_connection(("127.0.0.1", self.smtpd_port), timeout=timeout) as sock:
+            stream = sock.makefile("rb")
+            try:
+                replies.append(_read_reply(stream))
+            except (OSError, EOFError) as exc:
+                raise RuntimeError(f"smtpd did not greet: {exc}\n{self._log_tail()}") from exc
+            for command in [*commands, "QUIT"]:
+                sock.sendall(command.encode("utf-8", "surrogateescape") + b"\r\n")
+                try:
+                    replies.append(_read_reply(stream))
+                except EOFError:
+                    replies.append("")
+                    break
+        return replies[:-1] if replies and len(replies) > len(commands) + 1 else replies
+
     def _reports(self) -> list[tuple[str, list[Verdict]]]:
         path = self.spool / "root"
         if not path.exists():
@@ -353,6 +388,26 @@ class PostfixInstance:
             if envid is not None:
                 out.append((envid, verdicts))
         return out
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _read_reply(stream: Any) -> str:
+    """One SMTP reply: ``NNN text`` lines up to the one with a space after the code."""
+    lines = []
+    while True:
+        raw = stream.readline()
+        if not raw:
+            raise EOFError("connection closed")
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return "\n".join(lines)
 
 
 def _check_settings(settings: Mapping[str, str]) -> None:
