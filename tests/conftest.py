@@ -76,10 +76,14 @@ class _KeepOpen(io.BytesIO):
 
 
 def run_ours(tool: str, args: Sequence[str], stdin: bytes = b"", cwd: Path | None = None) -> Result:
-    """Run mailmaps' postmap or postalias in this process, with byte-exact stdio."""
+    """Run mailmaps' postmap, postalias or mailmaps command in this process, with byte-exact
+    stdio."""
+    from mailmaps.cli import main as mailmaps_main
     from mailmaps.cli import postalias, postmap
 
-    main = {"postmap": postmap.main, "postalias": postalias.main}[tool]
+    main = {"postmap": postmap.main, "postalias": postalias.main, "mailmaps": mailmaps_main.main}[
+        tool
+    ]
     saved = sys.stdin, sys.stdout, sys.stderr, os.getcwd(), os.environ.get("MAIL_CONFIG")
     out, err = _KeepOpen(), io.StringIO()
     sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))

@@ -1,9 +1,11 @@
-"""The ``mailmaps`` command: ``mailmaps postconf`` and ``mailmaps resolve``.
+"""The ``mailmaps`` command: ``postconf``, ``resolve`` and ``check-access`` subcommands.
 
 ``mailmaps postconf [-c DIR] [-n | -d] [-x] [-h] [name ...]`` prints main.cf parameters as
 Postfix 3.7's ``postconf`` prints them, for the parameters mailmaps knows the defaults of
 (:mod:`mailmaps.defaults`); ``mailmaps resolve [-c DIR] [--sender ADDR] [--json] ADDRESS ...``
-says what Postfix would do with each address (:class:`mailmaps.resolver.Resolver`).
+says what Postfix would do with each address (:class:`mailmaps.resolver.Resolver`);
+``mailmaps check-access [-c DIR] --client ADDR[,NAME] [--helo NAME] [--sender ADDR] --recipient
+ADDR [--json]`` says what smtpd replies to that RCPT TO (:class:`mailmaps.access.AccessPolicy`).
 
 Errors are printed as Postfix prints them (``mailmaps postconf: fatal: ...``), with exit status
 1, and never as a traceback.  Each subcommand is a function registered in :data:`COMMANDS`.
@@ -19,6 +21,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO
 
+from mailmaps.access import AccessPolicy, Decision, Session
 from mailmaps.cli._common import Fatal, postfix_messages
 from mailmaps.config import MainConfig, read_main_cf_entries
 from mailmaps.defaults import DEFAULTS, MACHINE_DEPENDENT
@@ -26,6 +29,7 @@ from mailmaps.errors import MailmapsError
 from mailmaps.macros import COMPAT_LEVEL_RELOPS, mac_expand
 from mailmaps.parameters import POSTFIX_PARAMETERS
 from mailmaps.resolver import Resolution, Resolver
+from mailmaps.rfc822 import unquote_local
 
 __all__ = ["COMMANDS", "main"]
 
@@ -237,12 +241,91 @@ def resolve(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     return 0
 
 
+# --- check-access ----------------------------------------------------------------------------
+
+
+def _smtp_address(text: str) -> str:
+    """A MAIL FROM/RCPT TO argument (``<...>`` optional, quoted form) in internal form."""
+    text = text.strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1]
+    return unquote_local(text)
+
+
+def _show_decision(decision: Decision, out: IO[str], colour: bool) -> None:
+    """The decision for people: each restriction and lookup, then the reply."""
+    for event in decision.trace:
+        if event.table is not None:
+            found = (
+                "(not found)"
+                if event.value is None and event.result is None
+                else (event.value if event.value is not None else event.result)
+            )
+            line = f"  {event.stage:<8} {event.table}  {event.key} => {found}"
+        else:
+            detail = f" {event.key}" if event.key is not None else ""
+            result = f" => {event.result}" if event.result is not None else ""
+            line = f"  {event.stage:<8} {event.restriction}{detail}{result}"
+        _print_raw(out, line)
+    for warning in decision.warnings:
+        _print_raw(out, f"  {warning}")
+    by = f"  (decided by {decision.decided_by})" if decision.decided_by else ""
+    code = "32" if decision.action in ("permit", "dunno") else "31"
+    _print_raw(out, _paint(f"{decision.stage}: {decision.reply or '(hangup)'}{by}", code, colour))
+
+
+def check_access(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
+    """``mailmaps check-access``: the reply smtpd sends to a RCPT TO, and why."""
+    parser = _parser("check-access", "say what Postfix's smtpd replies to a RCPT TO, and why")
+    parser.add_argument(
+        "--client",
+        required=True,
+        metavar="ADDR[,NAME]",
+        help="the client's address and host name (default name: unknown)",
+    )
+    parser.add_argument("--reverse-name", metavar="NAME", help="the unverified client name")
+    parser.add_argument("--helo", metavar="NAME", help="the HELO/EHLO argument")
+    parser.add_argument("--sasl-login", metavar="NAME", help="the SASL login name")
+    parser.add_argument(
+        "--sender", default="", metavar="ADDR", help="the MAIL FROM address (default: <>)"
+    )
+    parser.add_argument("--recipient", required=True, metavar="ADDR", help="the RCPT TO address")
+    parser.add_argument("--json", action="store_true", help="print the decision as JSON")
+    args = parser.parse_args(argv)
+    address, _, name = args.client.partition(",")
+    address = address.strip().strip("[]")
+    if not address:
+        raise Fatal("--client: need an address")
+    session = Session(
+        client_address=address,
+        client_name=name.strip() or "unknown",
+        reverse_client_name=args.reverse_name,
+        helo=args.helo,
+        sasl_username=args.sasl_login,
+        sender=_smtp_address(args.sender),
+        recipient=_smtp_address(args.recipient),
+    )
+    directory = _config_dir(args.config_dir)
+    try:
+        policy = AccessPolicy.from_directory(directory)
+    except (MailmapsError, OSError) as exc:
+        raise Fatal(str(exc)) from None
+    with policy:
+        decision = policy.decide(session)
+    if args.json:
+        out.write(decision.to_json() + "\n")
+    else:
+        _show_decision(decision, out, out.isatty() and os.environ.get("NO_COLOR") is None)
+    return 0
+
+
 # --- the command ---------------------------------------------------------------------------
 
 #: Subcommand name -> function of (arguments, stdout, stderr) returning the exit status.
 COMMANDS: dict[str, Callable[[Sequence[str], IO[str], IO[str]], int]] = {
     "postconf": postconf,
     "resolve": resolve,
+    "check-access": check_access,
 }
 
 
