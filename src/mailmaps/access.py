@@ -47,12 +47,13 @@ from mailmaps.hostname import (
 )
 from mailmaps.maps import MapList
 from mailmaps.matchlist import ListKind, MatchList, mynetworks_default
+from mailmaps.policyclient import PolicyService
 from mailmaps.resolver import Resolver
 from mailmaps.routing import ResolveFlag, Route
 from mailmaps.search import Strategy, mail_addr_find
 from mailmaps.spec import split_list
 from mailmaps.table import OpenOptions, Table
-from mailmaps.text import fold, printable
+from mailmaps.text import fold, is_valid_utf8, printable
 
 __all__ = [
     "AccessEvent",
@@ -194,6 +195,7 @@ class Session:
     :ivar smtputf8: whether MAIL FROM asked for SMTPUTF8.
     :ivar rcpt_count: recipients accepted so far in this transaction.
     :ivar etrn_domain: the ETRN argument, for :meth:`AccessPolicy.check_etrn`.
+    :ivar client_port, server_address, server_port: sent to policy services, nothing else.
     """
 
     client_address: str = "127.0.0.1"
@@ -212,6 +214,9 @@ class Session:
     smtputf8: bool = False
     rcpt_count: int = 0
     etrn_domain: str | None = None
+    client_port: str = ""
+    server_address: str = ""
+    server_port: str = ""
 
     @property
     def name_status(self) -> NameStatus:
@@ -443,6 +448,10 @@ class _State:
 
     session: Session
     where: str = "CONNECT"
+    #: The SMTP command being answered (smtpd's ``state->where``): restrictions delayed to
+    #: RCPT TO run while it is ``RCPT``.
+    command: str = "CONNECT"
+    protocol: str = "SMTP"
     sender: str | None = None
     recipient: str | None = None
     helo: str | None = None
@@ -645,12 +654,22 @@ class AccessPolicy:
                 "at least one working instance of: reject_unauth_destination, "
                 "defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains"
             )
-        # Tables named in restriction lists: opened now, as smtpd opens them before chroot.
+        # Tables named in restriction lists: opened now, as smtpd opens them before chroot;
+        # policy servers: parsed now.
         self._access: dict[str, MapList] = {}
         self._recorder = _Recorder()
+        self.policies: dict[str, PolicyService] = {}
+        policy_defaults = {
+            name: get(f"smtpd_policy_service_{name}")
+            for name in ("timeout", "default_action", "policy_context", "try_limit", "retry_delay")
+        }
         for items in [*self.lists.values(), *self.classes.values()]:
-            for item in items:
-                if ":" in item and not item.startswith("{"):
+            for prev, item in zip(["", *items], items, strict=False):
+                if prev.lower() == "check_policy_service":
+                    self.policies[item] = PolicyService.parse(
+                        item, policy_defaults, get("queue_directory")
+                    )
+                elif ":" in item and not item.startswith("{"):
                     self._access_maps(item)
         # Recipient validation maps.
         r = self.resolver
@@ -757,7 +776,7 @@ class AccessPolicy:
         return self._run(session, "RCPT", lambda run: run.decide())
 
     def _run(self, session: Session, stage: str, body: Callable[[_Run], str | None]) -> Decision:
-        state = _State(session=session, where=stage)
+        state = _State(session=session, where=stage, command=stage, protocol=session.protocol)
         run = _Run(self, state)
         reply = body(run)
         return run.decision(reply)
@@ -1033,18 +1052,22 @@ class _Run:
         # with unprintable and special characters replaced by "?" (neuter()).
         raw_helo = " ".join(s.helo.split()) if s.helo is not None else None
         st.helo = st.sender = st.recipient = None  # known only once their command came
+        st.protocol = "SMTP"
+        st.command = "CONNECT"
         if not p.delay_reject:
             err = self.check_client()
             if err is not None:
                 st.where = "CONNECT"
                 return err
             if raw_helo is not None:
+                st.command = "EHLO" if s.protocol.upper() == "ESMTP" else "HELO"
                 err = self.check_helo(raw_helo)
                 if err is not None:
                     st.where = "HELO"
                     return err
         if raw_helo is not None:
             st.helo = _neuter(printable(raw_helo, p.utf8, "?"))
+            st.protocol = s.protocol
         if p.helo_required and st.helo is None:
             st.where = "MAIL"
             self.event("smtpd_helo_required", result="503 5.5.1 Error: send HELO/EHLO first")
@@ -1055,12 +1078,14 @@ class _Run:
         if s.sender and self._bad_syntax(s.sender, s.smtputf8):
             st.where = "MAIL"
             return "501 5.1.7 Bad sender address syntax"
+        st.command = "MAIL"
         if not p.delay_reject:
             err = self.check_mail(s.sender)
             if err is not None:
                 st.where = "MAIL"
                 return err
         st.sender = s.sender
+        st.command = "RCPT"
         recipient = s.recipient
         if not recipient or self._bad_syntax(recipient, s.smtputf8):
             st.where = "RCPT"
@@ -1570,6 +1595,43 @@ class _Run:
                 if status or found:
                     return status
         return _DUNNO
+
+    def policy_attributes(self, service: PolicyService) -> list[tuple[str, str]]:
+        """The request smtpd sends a policy server, attribute by attribute, in its order."""
+        st, s = self.st, self.st.session
+        command = "DATA" if st.command == "BDAT" else st.command
+        counted = st.command in ("DATA", "BDAT", "END-OF-MESSAGE")
+        return [
+            ("request", "smtpd_access_policy"),
+            ("protocol_state", command),
+            ("protocol_name", st.protocol),
+            ("client_address", self.addr),
+            ("client_name", self.name),
+            ("client_port", s.client_port),
+            ("reverse_client_name", self.reverse_name),
+            ("server_address", s.server_address),
+            ("server_port", s.server_port),
+            ("helo_name", st.helo or ""),
+            ("sender", st.sender or ""),
+            ("recipient", st.recipient or ""),
+            ("recipient_count", str(s.rcpt_count if counted else 0)),
+            ("queue_id", ""),
+            ("instance", ""),
+            ("size", "0"),
+            ("etrn_domain", st.etrn or ""),
+            ("stress", ""),
+            ("sasl_method", s.sasl_method or ""),
+            ("sasl_username", s.sasl_username or ""),
+            ("sasl_sender", ""),
+            ("ccert_subject", ""),
+            ("ccert_issuer", ""),
+            ("ccert_fingerprint", (s.ccert_fingerprint or "") if s.encrypted else ""),
+            ("ccert_pubkey_fingerprint", (s.ccert_pubkey_fingerprint or "") if s.encrypted else ""),
+            ("encryption_protocol", ""),
+            ("encryption_cipher", ""),
+            ("encryption_keysize", "0"),
+            ("policy_context", service.policy_context),
+        ]
 
     def forbid_allowlist(self, name: str, status: int, target: str) -> int:
         if not self.st.discard and status == _OK:
@@ -2406,9 +2468,20 @@ def _h_needs_dns_list(
 
 
 def _h_policy(run: _Run, arg: str | None, rn: str, rc: str, acl: str | None, label: str) -> int:
-    run.event(label, result="policy services are not consulted")
-    log.warning("%s: policy services are not consulted by mailmaps", label)
-    raise run.server_error()
+    """``check_policy_service``: ask the server, and read its action as an access answer."""
+    assert arg is not None
+    service = run.p.policies.get(arg)
+    if service is None:  # named only in a table answer: smtpd would not know the server
+        log.warning("%s: no client endpoint for server %s", label, arg)
+        raise run.server_error()
+    action = service.query(run.policy_attributes(service))
+    if action is None or (run.p.utf8 and not is_valid_utf8(action)):
+        action = service.default_action
+    run.event(label, table=arg, key="policy query", value=action)
+    run.st.last_entry = (arg, "policy query", action)
+    status = run.table_result(arg, action, "policy query", rn, rc, acl, label)
+    run.st.last_entry = (arg, "policy query", action)
+    return status
 
 
 _HANDLERS: dict[str, _Handler] = {

@@ -102,6 +102,7 @@ DEFAULTS: Mapping[str, str] = {
     "plaintext_reject_code": "450",
     "propagate_unmatched_extensions": "canonical, virtual",
     "proxy_interfaces": "",
+    "queue_directory": "/var/spool/postfix",
     "rbl_reply_maps": "",
     "receive_override_options": "",
     "recipient_canonical_classes": "envelope_recipient, header_recipient",

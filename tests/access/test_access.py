@@ -291,8 +291,16 @@ def test_configuration_errors() -> None:
     # Errors at decision time are Postfix's "server configuration error".
     p = policy(smtpd_recipient_restrictions="no_such_restriction, reject_unauth_destination")
     assert reply(p) == "451 4.3.5 Server configuration error"
-    p = policy(smtpd_recipient_restrictions="check_policy_service unix:private/policy, reject")
-    assert reply(p) == "451 4.3.5 Server configuration error"
+    # A policy server that cannot be reached answers with the default action.
+    p = policy(
+        smtpd_recipient_restrictions="check_policy_service unix:private/policy, reject",
+        smtpd_policy_service_try_limit="1",
+    )
+    assert reply(p) == (
+        "451 4.3.5 <alice@mx.example.com>: Recipient address rejected: Server configuration problem"
+    )
+    with pytest.raises(ConfigError, match="inet:host:port or unix:path"):
+        policy(smtpd_recipient_restrictions="check_policy_service tcp:x:1, reject")
     p = policy(
         smtpd_client_restrictions=(
             "check_reverse_client_hostname_access inline:{ client.example.org=OK }"

@@ -11,10 +11,13 @@ FROM and RCPT TO, and the first reply that refuses (or the RCPT TO reply) must e
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
+import socketserver
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,6 +108,65 @@ ACTIONS = [
 ]
 
 
+#: What the policy server answers, chosen by a hash of the request's attributes (the ones
+#: both sides know): any attribute mailmaps sends differently changes the answer.
+POLICY_ACTIONS = [
+    "DUNNO",
+    "DUNNO",
+    "OK",
+    "REJECT policy says no",
+    "DEFER_IF_PERMIT policy wants a retry",
+    "451 4.7.1 policy busy",
+    "PREPEND X-Policy: seen",
+    "strict",
+]
+POLICY_HASHED = [
+    "request",
+    "protocol_state",
+    "protocol_name",
+    "client_address",
+    "client_name",
+    "reverse_client_name",
+    "helo_name",
+    "sender",
+    "recipient",
+    "recipient_count",
+    "etrn_domain",
+    "sasl_method",
+    "sasl_username",
+    "sasl_sender",
+    "ccert_fingerprint",
+    "policy_context",
+]
+
+
+class PolicyHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        attributes: dict[str, str] = {}
+        for raw in self.rfile:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line:
+                name, _, value = line.partition("=")
+                attributes[name] = value
+                continue
+            if attributes.get("protocol_state") == "XCLIENT":
+                # smtpd re-checks the client after XCLIENT with the command still "XCLIENT";
+                # in a session without XCLIENT (what mailmaps models) it is "CONNECT".
+                attributes["protocol_state"] = "CONNECT"
+            digest = hashlib.sha256(
+                "\n".join(f"{k}={attributes.get(k)}" for k in POLICY_HASHED).encode()
+            ).digest()
+            action = POLICY_ACTIONS[digest[0] % len(POLICY_ACTIONS)]
+            self.wfile.write(f"action={action}\n\n".encode())
+            self.wfile.flush()
+            attributes = {}
+
+
+class PolicyServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
 @dataclass
 class Scenario:
     settings: dict[str, str] = field(default_factory=dict)
@@ -118,7 +180,7 @@ def _table(rng: random.Random, keys: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(rng: random.Random) -> Scenario:
+def generate(rng: random.Random, policy_port: int = 9) -> Scenario:
     s = Scenario()
     t = "lmdb:$config_directory"
     s.settings.update(
@@ -243,8 +305,11 @@ def generate(rng: random.Random) -> Scenario:
     )
     if relay is not None:
         s.settings["smtpd_relay_restrictions"] = relay
+    policy = f"check_policy_service inet:127.0.0.1:{policy_port}"
     for stage, items in checks.items():
         chosen = rng.sample(items, rng.randint(0, len(items)))
+        if rng.random() < 0.25:
+            chosen.insert(rng.randint(0, len(chosen)), policy)
         if stage == "recipient" and (relay == "" or rng.random() < 0.7):
             # smtpd refuses to start unless one list rejects relaying by default.
             chosen.append("reject_unauth_destination")
@@ -302,9 +367,22 @@ def postfix_root() -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def policy_server() -> Iterator[int]:
+    """A policy server on loopback that both Postfix and mailmaps ask."""
+    server = PolicyServer(("127.0.0.1", 0), PolicyHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize("seed", range(SEEDS))
-def test_generated_sessions(seed: int, postfix_root: Path) -> None:
-    scenario = generate(random.Random(seed))
+def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -> None:
+    scenario = generate(random.Random(seed), policy_server)
     postfix = PostfixInstance(postfix_root, scenario.settings, smtpd=True)
     etc = postfix.config_dir
     for name, text in scenario.files.items():
