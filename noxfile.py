@@ -101,8 +101,10 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``benchmarks/run.py`` for indexed tables, then
     ``benchmarks/patterns.py`` for regexp/pcre, ``benchmarks/resolve.py`` for address
-    resolution); arguments after ``--`` go to run.py."""
+    resolution, ``benchmarks/access.py`` for access decisions); arguments after ``--`` go to
+    run.py."""
     session.install("-e", PACKAGE, *dev("pure-cdb"), env=BUILD_ENV)
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/patterns.py")
     session.run("python", "benchmarks/resolve.py")
+    session.run("python", "benchmarks/access.py")

@@ -10,7 +10,10 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: Pages whose examples are self-contained (others show /etc/postfix paths).
-PAGES = [DOCS / name for name in ("patterns.md", "cidr.md", "configuration.md", "resolution.md")]
+PAGES = [
+    DOCS / name
+    for name in ("patterns.md", "cidr.md", "configuration.md", "resolution.md", "access.md")
+]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])

@@ -419,6 +419,12 @@ _RCPT_REQUIRED = (
     "check_relay_domains",
 )
 _TEMPFAIL_ACTIONS = {"defer": 0, "defer_if_permit": 1}
+#: How many resolver answers a policy remembers (smtpd: 100 per process).
+_ROUTE_CACHE = 10000
+_FAIL = int(ResolveFlag.FAIL)
+_ERROR = int(ResolveFlag.ERROR)
+_ROUTED = int(ResolveFlag.ROUTED)
+_CLASS_ALIAS = int(ResolveFlag.CLASS_ALIAS)
 #: An access(5) answer: the action word (up to a space or tab) and the text after it.
 _COMMAND = re.compile(r"([^ \t]*)[ \t\n\r\f\v]*(.*)", re.S)
 
@@ -452,6 +458,7 @@ class _State:
     #: RCPT TO run while it is ``RCPT``.
     command: str = "CONNECT"
     protocol: str = "SMTP"
+    trace: bool = False
     sender: str | None = None
     recipient: str | None = None
     helo: str | None = None
@@ -514,6 +521,8 @@ class AccessPolicy:
         self._own_resolver = resolver is None
         self.resolver = resolver if resolver is not None else Resolver(config)
         self.dns: DnsResolver = dns if dns is not None else NoDns()
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._compiled: dict[tuple[tuple[str, ...], str | None], tuple[_Step, ...]] = {}
         self._lock = threading.Lock()
         try:
             self._setup()
@@ -612,7 +621,13 @@ class AccessPolicy:
         self.sasl_enabled = flag("smtpd_sasl_auth_enable")
         self.null_key = get("smtpd_null_access_lookup_key")
         self.double_bounce = get("double_bounce_sender")
-        self.verify_sender = get("address_verify_sender")
+        verify_sender = get("address_verify_sender")
+        #: RCPT TO this address (any case) skips every restriction: the verification probes.
+        self.verify_probe = (
+            ""
+            if not verify_sender or verify_sender == "<>"
+            else (verify_sender if "@" in verify_sender else f"{verify_sender}@{get('myorigin')}")
+        ).lower()
         self.unverified_why = {
             SENDER: get("unverified_sender_reject_reason"),
             RECIPIENT: get("unverified_recipient_reject_reason"),
@@ -721,6 +736,18 @@ class AccessPolicy:
             i += 1
         return False
 
+    def compiled(self, restrictions: Sequence[str], acl: str | None) -> tuple[_Step, ...]:
+        """A restriction list parsed once into steps: names with their arguments and handlers
+        (``smtpd_check_parse()``, and the argument checks of ``generic_checks()``)."""
+        key = (tuple(restrictions), acl)
+        steps = self._compiled.get(key)
+        if steps is None:
+            steps = _compile(restrictions, acl)
+            if len(self._compiled) >= _ROUTE_CACHE:
+                self._compiled.clear()
+            self._compiled[key] = steps
+        return steps
+
     def _access_maps(self, spec: str) -> MapList:
         maps = self._access.get(spec)
         if maps is None:
@@ -732,51 +759,58 @@ class AccessPolicy:
 
     # --- stages ------------------------------------------------------------------------------
 
-    def check_client(self, session: Session) -> Decision:
+    def check_client(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_client_restrictions`` for the client (``smtpd_check_client()``)."""
-        return self._run(session, "CONNECT", lambda run: run.check_client())
+        return self._run(session, "CONNECT", lambda run: run.check_client(), trace)
 
-    def check_helo(self, session: Session) -> Decision:
+    def check_helo(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_helo_restrictions`` for ``session.helo`` (``smtpd_check_helo()``)."""
-        return self._run(session, "HELO", lambda run: run.check_helo(session.helo))
+        return self._run(session, "HELO", lambda run: run.check_helo(session.helo), trace)
 
-    def check_mail(self, session: Session) -> Decision:
+    def check_mail(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_sender_restrictions`` for ``session.sender`` (``smtpd_check_mail()``)."""
-        return self._run(session, "MAIL", lambda run: run.check_mail(session.sender))
+        return self._run(session, "MAIL", lambda run: run.check_mail(session.sender), trace)
 
-    def check_rcpt(self, session: Session) -> Decision:
+    def check_rcpt(self, session: Session, *, trace: bool = False) -> Decision:
         """The relay and recipient restrictions for ``session.recipient``, after the delayed
         client, HELO and sender restrictions when ``smtpd_delay_reject = yes``
         (``smtpd_check_rcpt()``)."""
-        return self._run(session, "RCPT", lambda run: run.check_rcpt(session.recipient))
+        return self._run(session, "RCPT", lambda run: run.check_rcpt(session.recipient), trace)
 
-    def check_etrn(self, session: Session) -> Decision:
+    def check_etrn(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_etrn_restrictions`` for ``session.etrn_domain``."""
-        return self._run(session, "ETRN", lambda run: run.check_etrn(session.etrn_domain))
+        return self._run(session, "ETRN", lambda run: run.check_etrn(session.etrn_domain), trace)
 
-    def check_data(self, session: Session) -> Decision:
+    def check_data(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_data_restrictions``."""
-        return self._run(session, "DATA", lambda run: run.check_data("data", DATA, "DATA"))
+        return self._run(session, "DATA", lambda run: run.check_data("data", DATA, "DATA"), trace)
 
-    def check_end_of_data(self, session: Session) -> Decision:
+    def check_end_of_data(self, session: Session, *, trace: bool = False) -> Decision:
         """``smtpd_end_of_data_restrictions``."""
         return self._run(
             session,
             "END-OF-MESSAGE",
             lambda run: run.check_data("end_of_data", EOD, "END-OF-MESSAGE"),
+            trace,
         )
 
-    def decide(self, session: Session) -> Decision:
+    def decide(self, session: Session, *, trace: bool = False) -> Decision:
         """The reply smtpd sends to the RCPT TO of ``session``: its recipient restrictions,
         and before them what smtpd checks at each command.
 
         With ``smtpd_delay_reject = no`` the client, HELO and sender restrictions run at their
         own commands, and the first that rejects gives the answer (its ``stage`` says which).
-        """
-        return self._run(session, "RCPT", lambda run: run.decide())
 
-    def _run(self, session: Session, stage: str, body: Callable[[_Run], str | None]) -> Decision:
-        state = _State(session=session, where=stage, command=stage, protocol=session.protocol)
+        :param trace: record every restriction and lookup in :attr:`Decision.trace` (slower).
+        """
+        return self._run(session, "RCPT", lambda run: run.decide(), trace)
+
+    def _run(
+        self, session: Session, stage: str, body: Callable[[_Run], str | None], trace: bool
+    ) -> Decision:
+        state = _State(
+            session=session, where=stage, command=stage, protocol=session.protocol, trace=trace
+        )
         run = _Run(self, state)
         reply = body(run)
         return run.decision(reply)
@@ -785,12 +819,27 @@ class AccessPolicy:
 
     def resolve(self, sender: str | None, address: str) -> Route:
         """What trivial-rewrite answers for ``address`` from ``sender``, after rewriting both in
-        the local context, with the recipient case-folded (``smtpd_resolve_addr()``)."""
+        the local context, with the recipient case-folded (``smtpd_resolve_addr()``).
+
+        Answers are remembered, as smtpd remembers them for the life of the process; a failed
+        lookup is not.
+        """
+        key = (sender or "", address)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
         r = self.resolver
         query = r.canonicalize(address)
         from_ = r.canonicalize(sender) if sender else ""
         route = r.router.resolve(query, from_)
-        return replace(route, recipient=fold(route.recipient, self.utf8))
+        folded = fold(route.recipient, self.utf8)
+        if folded != route.recipient:
+            route = replace(route, recipient=folded)
+        if not int(route.flags) & _FAIL:
+            if len(self._routes) >= _ROUTE_CACHE:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
 
 
 class _Run:
@@ -806,12 +855,12 @@ class _Run:
         self.reverse_name = s.reverse_client_name or s.client_name
         self.addr = s.client_address
         self.namaddr = s.namaddr
-        self._handlers = _handlers()
 
     # --- trace and replies -------------------------------------------------------------------
 
     def event(self, restriction: str, **kwargs: str | None) -> None:
-        self.st.events.append(AccessEvent(self.st.where, restriction, **kwargs))
+        if self.st.trace:
+            self.st.events.append(AccessEvent(self.st.where, restriction, **kwargs))
 
     def decision(self, reply: str | None) -> Decision:
         st = self.st
@@ -1090,7 +1139,7 @@ class _Run:
         if not recipient or self._bad_syntax(recipient, s.smtputf8):
             st.where = "RCPT"
             return "501 5.1.3 Bad recipient address syntax"
-        if p.verify_sender and _same_address(recipient, p.verify_sender, p.config.get("myorigin")):
+        if p.verify_probe and recipient.lower() == p.verify_probe:
             st.where = "RCPT"
             self.event("address_verify_sender", result="not checked")
             return None
@@ -1102,7 +1151,7 @@ class _Run:
     def _bad_syntax(self, address: str, smtputf8: bool) -> bool:
         """``smtpd_check_addr()``: the resolver flags the address as malformed."""
         route = self.p.resolve(None, address)
-        if route.flags & ResolveFlag.ERROR:
+        if int(route.flags) & _ERROR:
             return True
         at = route.recipient.rfind("@")
         domain = route.recipient[at + 1 :] if at >= 0 else ""
@@ -1113,93 +1162,41 @@ class _Run:
     def generic(
         self, restrictions: Sequence[str], reply_name: str, reply_class: str, acl: str | None
     ) -> int:
+        """``generic_checks()``: evaluate a restriction list until one decides."""
         st = self.st
         saved_recursion = st.recursion
         st.recursion += 1
         status = _DUNNO
-        i = 0
-        n = len(restrictions)
-        while i < n:
+        for step in self.p.compiled(restrictions, acl):
             if st.discard:
                 break
-            name = restrictions[i]
-            lname = name.lower()
-            if lname == "warn_if_reject":
+            kind = step.kind
+            if kind == _STEP_WARN_IF_REJECT:
                 if st.warn_if_reject == 0:
                     st.warn_if_reject = st.recursion
-                i += 1
                 continue
-            arg: str | None = None
-            if ":" in name:
-                if acl is None:
-                    log.warning(
-                        "specify one of (check_client_access, "
-                        "check_reverse_client_hostname_access, check_helo_access, "
-                        "check_sender_access, check_recipient_access, "
-                        'check_etrn_access) before %s restriction "%s"',
-                        reply_class,
-                        name,
-                    )
-                    raise self.server_error()
-                lname, arg = acl, name
-                label = f"{acl} {name}"
-                i += 1
-            elif lname in _MAP_COMMANDS:
-                if i + 1 >= n or ":" not in restrictions[i + 1]:
-                    bad = restrictions[i + 1] if i + 1 < n else name
-                    log.warning(
-                        'restriction %s: bad argument "%s": need maptype:mapname', lname, bad
-                    )
-                    raise self.server_error()
-                arg = restrictions[i + 1]
-                label = f"{lname} {arg}"
-                i += 2
-            elif lname in _DOMAIN_ARG:
-                if i + 1 >= n:
-                    log.warning("restriction %s requires domain name argument", name)
-                    i += 1
-                    continue
-                arg = restrictions[i + 1]
-                label = f"{lname} {arg}"
-                i += 2
-            elif lname in ("check_policy_service", "sleep"):
-                ok = i + 1 < n and (
-                    ":" in restrictions[i + 1]
-                    if lname == "check_policy_service"
-                    else restrictions[i + 1].isdigit()
-                )
-                if not ok:
-                    log.warning(
-                        "restriction %s must be followed by %s",
-                        lname,
-                        "transport:server" if lname == "check_policy_service" else "number",
-                    )
-                    raise self.server_error()
-                arg = restrictions[i + 1]
-                label = f"{lname} {arg}"
-                i += 2
-            else:
-                label = name
-                i += 1
-            handler = self._handlers.get(lname)
+            if kind == _STEP_SKIP:
+                log.warning("restriction %s requires domain name argument", step.name)
+                continue
+            if kind == _STEP_ERROR:
+                log.warning(step.error.replace("%CLASS", reply_class))
+                raise self.server_error()
             st.fresh = False
             st.last_entry = None
-            if handler is not None:
-                status = handler(self, arg, reply_name, reply_class, acl, label)
-            elif name in self.p.classes:
-                self.event(name, result="restriction class")
-                status = self.generic(self.p.classes[name], reply_name, reply_class, acl)
+            if step.handler is not None:
+                status = step.handler(self, step.arg, reply_name, reply_class, acl, step.label)
+            elif step.name in self.p.classes:
+                self.event(step.name, result="restriction class")
+                status = self.generic(self.p.classes[step.name], reply_name, reply_class, acl)
             else:
-                log.warning('unknown smtpd restriction: "%s"', name)
+                log.warning('unknown smtpd restriction: "%s"', step.name)
                 raise self.server_error()
-            if (
-                lname in ("permit", "defer", "reject", "check_relay_domains")
-                and i < n
-                and (status == _OK or (lname != "permit" and st.warn_if_reject == 0))
+            if step.ignored is not None and (
+                status == _OK or (step.lname != "permit" and st.warn_if_reject == 0)
             ):
-                log.warning("restriction `%s' after `%s' is ignored", restrictions[i], lname)
+                log.warning("restriction `%s' after `%s' is ignored", step.ignored, step.lname)
             if status != _DUNNO and not st.fresh:
-                st.decided_by, st.entry, st.fresh = label, st.last_entry, True
+                st.decided_by, st.entry, st.fresh = step.label, st.last_entry, True
             if st.warn_if_reject >= st.recursion:
                 st.warn_if_reject = 0
             if status != _DUNNO:
@@ -1487,7 +1484,7 @@ class _Run:
         st, p = self.st, self.p
         other = st.recipient if reply_class == SENDER else st.sender
         route = p.resolve(other, addr)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(addr)
         recipient = route.recipient
         if "@" not in recipient:
@@ -1522,7 +1519,7 @@ class _Run:
         )
         suspicious = (
             not p.allow_untrusted_routing
-            and route.flags & ResolveFlag.ROUTED
+            and int(route.flags) & _ROUTED
             and reply_class == RECIPIENT
         )
         if status == _OK and suspicious:
@@ -1645,11 +1642,11 @@ class _Run:
 
     def permit_auth_destination(self, recipient: str) -> int:
         route = self.p.resolve(self.st.sender, recipient)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(recipient)
         if "@" not in route.recipient:
             return _OK
-        if not self.p.allow_untrusted_routing and route.flags & ResolveFlag.ROUTED:
+        if not self.p.allow_untrusted_routing and int(route.flags) & _ROUTED:
             return _DUNNO
         cls = route.address_class
         if cls in ("local", "virtual_alias", "virtual_mailbox", "relay"):
@@ -1665,13 +1662,13 @@ class _Run:
         """``permit_mx_backup``: this host is a backup MX for the recipient's domain."""
         p = self.p
         route = p.resolve(self.st.sender, recipient)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(recipient)
         at = route.recipient.rfind("@")
         if at < 0:
             return _OK
         domain = route.recipient[at + 1 :]
-        if not p.allow_untrusted_routing and route.flags & ResolveFlag.ROUTED:
+        if not p.allow_untrusted_routing and int(route.flags) & _ROUTED:
             return _DUNNO
         if route.address_class in ("local", "virtual_alias", "virtual_mailbox", "relay"):
             return _OK
@@ -1742,7 +1739,7 @@ class _Run:
     def reject_unknown_address(self, addr: str, reply_name: str, reply_class: str) -> int:
         other = self.st.recipient if reply_class == SENDER else self.st.sender
         route = self.p.resolve(other, addr)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(addr)
         at = route.recipient.rfind("@")
         if at < 0:
@@ -1887,7 +1884,7 @@ class _Run:
         p = self.p
         self.event("reject_unlisted_" + ("sender" if reply_class == SENDER else "recipient"))
         route = p.resolve(sender, recipient)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(recipient)
         rcpt = route.recipient
 
@@ -1916,7 +1913,7 @@ class _Run:
             dsn, text = dsn_split("5.1.0" if sender_side else "5.1.1", route.nexthop)
             code = (
                 p.codes["unknown_virtual_alias_reject_code"]
-                if route.flags & ResolveFlag.CLASS_ALIAS
+                if int(route.flags) & _CLASS_ALIAS
                 else 550
             )
             return self.reject(
@@ -1977,7 +1974,7 @@ class _Run:
         if maps is None:
             return _DUNNO
         route = p.resolve(self.st.recipient, sender)
-        if route.flags & ResolveFlag.FAIL:
+        if int(route.flags) & _FAIL:
             raise self.dict_retry(sender)
         try:
             owners = mail_addr_find(maps, route.recipient, p.resolver.search_settings)
@@ -2010,6 +2007,95 @@ class _Run:
                 f"<{sender}>: Sender address rejected: not logged in",
             )
         return _DUNNO
+
+
+_STEP_RUN, _STEP_WARN_IF_REJECT, _STEP_SKIP, _STEP_ERROR = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One restriction of a parsed list.
+
+    :ivar kind: run it, ``warn_if_reject``, skip it (a missing domain argument: warned), or
+        a configuration error (``error``, with ``%CLASS`` for the reply class).
+    :ivar ignored: the restriction after a ``permit``/``reject``/``defer``, which Postfix warns
+        is ignored.
+    """
+
+    kind: int
+    name: str
+    lname: str = ""
+    arg: str | None = None
+    label: str = ""
+    handler: _Handler | None = None
+    error: str = ""
+    ignored: str | None = None
+
+
+def _compile(restrictions: Sequence[str], acl: str | None) -> tuple[_Step, ...]:
+    steps: list[_Step] = []
+    i, n = 0, len(restrictions)
+    while i < n:
+        name = restrictions[i]
+        lname = name.lower()
+        arg: str | None = None
+        if lname == "warn_if_reject":
+            steps.append(_Step(_STEP_WARN_IF_REJECT, name))
+            i += 1
+            continue
+        if ":" in name:
+            if acl is None:
+                message = (
+                    "specify one of (check_client_access, check_reverse_client_hostname_access, "
+                    "check_helo_access, check_sender_access, check_recipient_access, "
+                    f'check_etrn_access) before %CLASS restriction "{name}"'
+                )
+                steps.append(_Step(_STEP_ERROR, name, error=message))
+                break
+            lname, arg, label = acl, name, f"{acl} {name}"
+            i += 1
+        elif lname in _MAP_COMMANDS:
+            if i + 1 >= n or ":" not in restrictions[i + 1]:
+                bad = restrictions[i + 1] if i + 1 < n else name
+                message = f'restriction {lname}: bad argument "{bad}": need maptype:mapname'
+                steps.append(_Step(_STEP_ERROR, name, error=message))
+                break
+            arg = restrictions[i + 1]
+            label = f"{lname} {arg}"
+            i += 2
+        elif lname in _DOMAIN_ARG:
+            if i + 1 >= n:
+                steps.append(_Step(_STEP_SKIP, name))
+                i += 1
+                continue
+            arg = restrictions[i + 1]
+            label = f"{lname} {arg}"
+            i += 2
+        elif lname in ("check_policy_service", "sleep"):
+            policy = lname == "check_policy_service"
+            ok = i + 1 < n and (
+                ":" in restrictions[i + 1] if policy else restrictions[i + 1].isdigit()
+            )
+            if not ok:
+                wanted = "transport:server" if policy else "number"
+                message = f"restriction {lname} must be followed by {wanted}"
+                steps.append(_Step(_STEP_ERROR, name, error=message))
+                break
+            arg = restrictions[i + 1]
+            label = f"{lname} {arg}"
+            i += 2
+        else:
+            label = name
+            i += 1
+        ignored = (
+            restrictions[i]
+            if lname in ("permit", "defer", "reject", "check_relay_domains") and i < n
+            else None
+        )
+        steps.append(
+            _Step(_STEP_RUN, name, lname, arg, label, _HANDLERS.get(lname), ignored=ignored)
+        )
+    return tuple(steps)
 
 
 class _Recorder(threading.local):
@@ -2067,21 +2153,9 @@ def _is_header(text: str) -> bool:
     return bool(colon) and bool(name) and all(33 <= ord(c) <= 126 and c != ":" for c in name)
 
 
-def _same_address(recipient: str, verify_sender: str, myorigin: str) -> bool:
-    """Whether RCPT TO is the address verification probe sender (``valid_verify_sender_addr``)."""
-    if not verify_sender or verify_sender == "<>":
-        return False
-    probe = verify_sender if "@" in verify_sender else f"{verify_sender}@{myorigin}"
-    return recipient.lower() == probe.lower()
-
-
 # --- the restrictions ---------------------------------------------------------------------------
 
 _Handler = Callable[[_Run, "str | None", str, str, "str | None", str], int]
-
-
-def _handlers() -> dict[str, _Handler]:
-    return _HANDLERS
 
 
 def _h_permit(run: _Run, arg: str | None, rn: str, rc: str, acl: str | None, label: str) -> int:

@@ -84,7 +84,7 @@ def test_decision_names_the_restriction_and_table_entry() -> None:
         )
     )
     decision = p.decide(
-        Session(client_address="127.0.0.1", sender="", recipient="x@sub.spam.example")
+        Session(client_address="127.0.0.1", sender="", recipient="x@sub.spam.example"), trace=True
     )
     assert decision.reply == (
         "554 5.7.1 <x@sub.spam.example>: Recipient address rejected: no spam here"
@@ -187,7 +187,8 @@ def test_client_lookup_order_ipv4_and_ipv6() -> None:
         "554 5.7.1 <unknown[192.0.2.99]>: Client host rejected: v4 net"
     )
     decision = p.decide(
-        Session(client_address="2001:db8:2::1", sender="", recipient="alice@mx.example.com")
+        Session(client_address="2001:db8:2::1", sender="", recipient="alice@mx.example.com"),
+        trace=True,
     )
     assert decision.reply == "554 5.7.1 <unknown[2001:db8:2::1]>: Client host rejected: v6 net"
     keys = [e.key for e in decision.trace if e.table is not None]

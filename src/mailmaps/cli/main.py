@@ -311,7 +311,7 @@ def check_access(argv: Sequence[str], out: IO[str], err: IO[str]) -> int:
     except (MailmapsError, OSError) as exc:
         raise Fatal(str(exc)) from None
     with policy:
-        decision = policy.decide(session)
+        decision = policy.decide(session, trace=True)
     if args.json:
         out.write(decision.to_json() + "\n")
     else:
