@@ -250,26 +250,9 @@ def interface_addresses(protocols: str = "all") -> list[str]:
     """This machine's interface addresses (what ``inet_interfaces = all`` means)."""
     out: list[str] = []
     if protocols in ("all", "ipv4") or "ipv4" in protocols:
-        for _index, name in socket.if_nameindex():
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                packed = fcntl.ioctl(
-                    sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15])
-                )  # SIOCGIFADDR
-                out.append(socket.inet_ntoa(packed[20:24]))
-            except OSError:
-                pass
-            finally:
-                sock.close()
+        out += [addr for addr, _mask in _ipv4_networks()]
     if protocols in ("all", "ipv6") or "ipv6" in protocols:
-        try:
-            lines = Path("/proc/net/if_inet6").read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            hexaddr = line.split()[0]
-            packed = bytes.fromhex(hexaddr)
-            out.append(socket.inet_ntop(socket.AF_INET6, packed))
+        out += [str(addr) for addr, _bits in _ipv6_networks()]
     return out
 
 
@@ -287,6 +270,19 @@ def _ipv4_networks() -> list[tuple[str, str]]:
             pass
         finally:
             sock.close()
+    return out
+
+
+def _ipv6_networks() -> list[tuple[ipaddress.IPv6Address, int]]:
+    """``(address, prefix length)`` of each IPv6 interface address (``/proc/net/if_inet6``)."""
+    try:
+        lines = Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        fields = line.split()
+        out.append((ipaddress.IPv6Address(bytes.fromhex(fields[0])), int(fields[2], 16)))
     return out
 
 
@@ -310,14 +306,8 @@ def mynetworks_default(style: str, protocols: str = "all") -> str:
             net = ipaddress.IPv4Network(f"{addr}/{bits}", strict=False)
             out.append(f"{net.network_address}/{bits}")
     if protocols in ("all", "ipv6") or "ipv6" in protocols:
-        try:
-            lines = Path("/proc/net/if_inet6").read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            fields = line.split()
-            addr6 = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-            bits = 128 if style == "host" else int(fields[2], 16)
+        for addr6, prefix in _ipv6_networks():
+            bits = 128 if style == "host" else prefix
             net6 = ipaddress.IPv6Network(f"{addr6}/{bits}", strict=False)
             out.append(f"[{net6.network_address}]/{bits}")
     return " ".join(dict.fromkeys(out))

@@ -19,7 +19,7 @@ from mailmaps.access import (
 )
 from mailmaps.config import MainConfig
 from mailmaps.errors import ConfigError
-from tests.conftest import run_ours
+from tests.conftest import backdate, run_ours
 
 BASE = {
     "compatibility_level": "3.6",
@@ -344,3 +344,21 @@ def test_cli_check_access(tmp_path: Path) -> None:
         "mailmaps", ["check-access", "-c", str(tmp_path / "nope"), *args[3:], "--recipient", "x"]
     )
     assert result.status == 1 and "fatal:" in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("style", ["host", "subnet", "class"])
+def test_mynetworks_default_matches_postconf(style: str, tmp_path: Path) -> None:
+    import subprocess
+
+    from mailmaps.matchlist import mynetworks_default
+
+    (tmp_path / "main.cf").write_text(f"mynetworks_style = {style}\n")
+    (tmp_path / "master.cf").write_text("")
+    backdate(tmp_path / "main.cf", tmp_path / "master.cf")
+    real = subprocess.run(
+        ["/usr/sbin/postconf", "-c", str(tmp_path), "-h", "mynetworks"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert set(mynetworks_default(style).split()) == set(real)
