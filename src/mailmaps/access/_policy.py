@@ -1,0 +1,388 @@
+"""The policy: a configuration's restriction lists, tables and settings, built once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from mailmaps.access._check import (
+    _FAIL,
+    _RCPT_REQUIRED,
+    _ROUTE_CACHE,
+    _TEMPFAIL_ACTIONS,
+    _compile,
+    _normal_address,
+    _Recorder,
+    _Run,
+    _State,
+    _Step,
+)
+from mailmaps.access._dns import DnsResolver, NoDns
+from mailmaps.access._model import DATA, EOD, RECIPIENT, SENDER, Decision, Session
+from mailmaps.config import MainConfig
+from mailmaps.errors import ConfigError
+from mailmaps.maps import MapList
+from mailmaps.matchlist import ListKind, MatchList, mynetworks_default
+from mailmaps.policyclient import PolicyService
+from mailmaps.resolver import Resolver
+from mailmaps.routing import Route
+from mailmaps.spec import split_list
+from mailmaps.table import OpenOptions
+from mailmaps.text import fold
+
+log = logging.getLogger("mailmaps")
+
+# --- the policy ---------------------------------------------------------------------------------
+
+
+class AccessPolicy:
+    """smtpd's access decisions under one configuration; the check methods are thread-safe.
+
+    :param config: main.cf settings.
+    :param resolver: the address resolver to share tables with (default: a new one).
+    :param dns: answers the DNS questions of ``reject_unknown_*``, ``check_*_{a,mx,ns}_access``
+        (default: :class:`NoDns`).
+    :param check_required: refuse restriction lists that never reject relaying, as smtpd
+        does at start-up; ``False`` allows them, as Postfix's ``smtpd_check`` test program does.
+    :raises ConfigError: a restriction list is unusable (no ``reject_unauth_destination`` or
+        equivalent in the relay and recipient restrictions; a restriction class without a
+        definition; a bad tempfail action).
+    """
+
+    def __init__(
+        self,
+        config: MainConfig,
+        *,
+        resolver: Resolver | None = None,
+        dns: DnsResolver | None = None,
+        check_required: bool = True,
+    ) -> None:
+        self.config = config
+        self._check_required = check_required
+        self._own_resolver = resolver is None
+        self.resolver = resolver if resolver is not None else Resolver(config)
+        self.dns: DnsResolver = dns if dns is not None else NoDns()
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._compiled: dict[tuple[tuple[str, ...], str | None], tuple[_Step, ...]] = {}
+        self._lock = threading.Lock()
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_directory(cls, config_dir: str | Path, **kwargs: Any) -> AccessPolicy:
+        """The policy for the configuration in ``config_dir``."""
+        resolver = kwargs.pop("resolver", None) or Resolver.from_directory(config_dir)
+        return cls(resolver.config, resolver=resolver, **kwargs)
+
+    def close(self) -> None:
+        """Close the tables (the resolver's too, if this policy made it)."""
+        if self._own_resolver:
+            self.resolver.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- setup -------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        get, flag, num = cfg.get, cfg.get_bool, cfg.get_int
+        self.utf8 = flag("smtputf8_enable")
+        parent = cfg.get_set("parent_domain_matches_subdomains")
+        self.access_parent = "smtpd_access_maps" in parent
+        mynetworks = cfg.raw("mynetworks")
+        if mynetworks is None or "mynetworks" not in cfg.values:
+            mynetworks = mynetworks_default(get("mynetworks_style"), get("inet_protocols"))
+        else:
+            mynetworks = get("mynetworks")
+        opener = self.resolver.table
+        self.mynetworks = MatchList(
+            "mynetworks",
+            mynetworks,
+            ListKind.HOST,
+            parent_matches_subdomains="mynetworks" in parent,
+            opener=opener,
+        )
+        relay = get("relay_domains")
+        self.relay_domains = (
+            MatchList(
+                "relay_domains",
+                relay,
+                ListKind.DOMAIN,
+                parent_matches_subdomains="relay_domains" in parent,
+                opener=opener,
+            )
+            if relay.strip()
+            else None
+        )
+        self.codes = {
+            name: num(name)
+            for name in (
+                "access_map_reject_code",
+                "access_map_defer_code",
+                "relay_domains_reject_code",
+                "unknown_address_reject_code",
+                "unknown_client_reject_code",
+                "unknown_hostname_reject_code",
+                "invalid_hostname_reject_code",
+                "non_fqdn_reject_code",
+                "reject_code",
+                "defer_code",
+                "multi_recipient_bounce_reject_code",
+                "unknown_local_recipient_reject_code",
+                "unknown_relay_recipient_reject_code",
+                "unknown_virtual_alias_reject_code",
+                "unknown_virtual_mailbox_reject_code",
+                "plaintext_reject_code",
+                "unverified_recipient_reject_code",
+                "unverified_sender_reject_code",
+                "unverified_recipient_defer_code",
+                "unverified_sender_defer_code",
+            )
+        }
+        self.delay_reject = flag("smtpd_delay_reject")
+        self.helo_required = flag("smtpd_helo_required")
+        self.reject_unlisted_sender = flag("smtpd_reject_unlisted_sender")
+        self.reject_unlisted_recipient = flag("smtpd_reject_unlisted_recipient")
+        self.allow_untrusted_routing = flag("allow_untrusted_routing")
+        self.soft_bounce = flag("soft_bounce")
+        self.show_unknown_table = flag("show_user_unknown_table_name")
+        self.relay_before_rcpt = flag("smtpd_relay_before_recipient_restrictions")
+        self.sasl_enabled = flag("smtpd_sasl_auth_enable")
+        self.null_key = get("smtpd_null_access_lookup_key")
+        self.double_bounce = get("double_bounce_sender")
+        verify_sender = get("address_verify_sender")
+        #: RCPT TO this address (any case) skips every restriction: the verification probes.
+        self.verify_probe = (
+            ""
+            if not verify_sender or verify_sender == "<>"
+            else (verify_sender if "@" in verify_sender else f"{verify_sender}@{get('myorigin')}")
+        ).lower()
+        self.unverified_why = {
+            SENDER: get("unverified_sender_reject_reason"),
+            RECIPIENT: get("unverified_recipient_reject_reason"),
+        }
+        self.tempfail = {}
+        for name in (
+            "unknown_address_tempfail_action",
+            "unknown_helo_hostname_tempfail_action",
+            "unverified_recipient_tempfail_action",
+            "unverified_sender_tempfail_action",
+        ):
+            value = get(name).strip().lower()
+            if value not in _TEMPFAIL_ACTIONS:
+                raise ConfigError(f"bad configuration: {name} = {get(name)}")
+            self.tempfail[name] = _TEMPFAIL_ACTIONS[value]
+        # Restriction lists and classes.
+        self.lists = {
+            stage: split_list(get(f"smtpd_{stage}_restrictions"))
+            for stage in ("client", "helo", "sender", "relay", "recipient", "etrn", "data")
+        }
+        self.lists["end_of_data"] = split_list(get("smtpd_end_of_data_restrictions"))
+        self.classes: dict[str, list[str]] = {}
+        for name in get("smtpd_restriction_classes").replace(",", " ").split():
+            definition = cfg.raw(name)
+            if definition is None or not definition.strip():
+                raise ConfigError(f"restriction class `{name}' needs a definition")
+            self.classes[name] = split_list(cfg.expand(definition))
+        self.classes["reject_sender_login_mismatch"] = [
+            "reject_authenticated_sender_login_mismatch",
+            "reject_unauthenticated_sender_login_mismatch",
+        ]
+        if (
+            self._check_required
+            and not self._has_required(self.lists["recipient"])
+            and not self._has_required(self.lists["relay"])
+        ):
+            raise ConfigError(
+                "in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify "
+                "at least one working instance of: reject_unauth_destination, "
+                "defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains"
+            )
+        # Tables named in restriction lists: opened now, as smtpd opens them before chroot;
+        # policy servers: parsed now.
+        self._access: dict[str, MapList] = {}
+        self._recorder = _Recorder()
+        self.policies: dict[str, PolicyService] = {}
+        policy_defaults = {
+            name: get(f"smtpd_policy_service_{name}")
+            for name in ("timeout", "default_action", "policy_context", "try_limit", "retry_delay")
+        }
+        for items in [*self.lists.values(), *self.classes.values()]:
+            for prev, item in zip(["", *items], items, strict=False):
+                if prev.lower() == "check_policy_service":
+                    self.policies[item] = PolicyService.parse(
+                        item, policy_defaults, get("queue_directory")
+                    )
+                elif ":" in item and not item.startswith("{"):
+                    self._access_maps(item)
+        # Recipient validation maps.
+        r = self.resolver
+        self.maps = {
+            name: r.maps(name, "smtpd")
+            for name in (
+                "local_recipient_maps",
+                "sender_canonical_maps",
+                "recipient_canonical_maps",
+                "canonical_maps",
+                "virtual_alias_maps",
+                "virtual_mailbox_maps",
+                "relay_recipient_maps",
+                "smtpd_sender_login_maps",
+            )
+        }
+        self.has_local_rcpt_maps = bool(get("local_recipient_maps").strip())
+        self.own_addresses = frozenset(
+            _normal_address(a) for a in self.resolver.lists.local.addresses
+        )
+        networks = get("permit_mx_backup_networks")
+        self.mx_backup_networks = (
+            MatchList(
+                "permit_mx_backup_networks",
+                networks,
+                ListKind.HOST,
+                parent_matches_subdomains="permit_mx_backup_networks" in parent,
+                opener=opener,
+            )
+            if networks.strip()
+            else None
+        )
+
+    def _has_required(self, restrictions: Sequence[str]) -> bool:
+        """Whether the list rejects by default somewhere (``has_required()``)."""
+        i = 0
+        while i < len(restrictions):
+            item = restrictions[i].lower()
+            if item == "warn_if_reject" and i + 1 < len(restrictions):
+                i += 2
+                continue
+            if item == "permit":
+                return False
+            if item in _RCPT_REQUIRED:
+                return True
+            expansion = self.classes.get(restrictions[i])
+            if expansion is not None and self._has_required(expansion):
+                return True
+            i += 1
+        return False
+
+    def compiled(self, restrictions: Sequence[str], acl: str | None) -> tuple[_Step, ...]:
+        """A restriction list parsed once into steps: names with their arguments and handlers
+        (``smtpd_check_parse()``, and the argument checks of ``generic_checks()``)."""
+        key = (tuple(restrictions), acl)
+        steps = self._compiled.get(key)
+        if steps is None:
+            steps = _compile(restrictions, acl)
+            if len(self._compiled) >= _ROUTE_CACHE:
+                self._compiled.clear()
+            self._compiled[key] = steps
+        return steps
+
+    def _access_maps(self, spec: str) -> MapList:
+        maps = self._access.get(spec)
+        if maps is None:
+            table = self.resolver.table(spec, OpenOptions(utf8=self.utf8))
+            maps = MapList([table], OpenOptions(utf8=self.utf8), title=spec)
+            maps.recorder = self._recorder
+            self._access[spec] = maps
+        return maps
+
+    # --- stages ------------------------------------------------------------------------------
+
+    def check_client(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_client_restrictions`` for the client (``smtpd_check_client()``)."""
+        return self._run(session, "CONNECT", lambda run: run.check_client(), trace)
+
+    def check_helo(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_helo_restrictions`` for ``session.helo`` (``smtpd_check_helo()``)."""
+        return self._run(session, "HELO", lambda run: run.check_helo(session.helo), trace)
+
+    def check_mail(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_sender_restrictions`` for ``session.sender`` (``smtpd_check_mail()``)."""
+        return self._run(session, "MAIL", lambda run: run.check_mail(session.sender), trace)
+
+    def check_rcpt(self, session: Session, *, trace: bool = False) -> Decision:
+        """The relay and recipient restrictions for ``session.recipient``, after the delayed
+        client, HELO and sender restrictions when ``smtpd_delay_reject = yes``
+        (``smtpd_check_rcpt()``)."""
+        return self._run(session, "RCPT", lambda run: run.check_rcpt(session.recipient), trace)
+
+    def check_etrn(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_etrn_restrictions`` for ``session.etrn_domain``."""
+        return self._run(session, "ETRN", lambda run: run.check_etrn(session.etrn_domain), trace)
+
+    def check_data(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_data_restrictions``."""
+        return self._run(session, "DATA", lambda run: run.check_data("data", DATA, "DATA"), trace)
+
+    def check_end_of_data(self, session: Session, *, trace: bool = False) -> Decision:
+        """``smtpd_end_of_data_restrictions``."""
+        return self._run(
+            session,
+            "END-OF-MESSAGE",
+            lambda run: run.check_data("end_of_data", EOD, "END-OF-MESSAGE"),
+            trace,
+        )
+
+    def decide(self, session: Session, *, trace: bool = False) -> Decision:
+        """The reply smtpd sends to the RCPT TO of ``session``: its recipient restrictions,
+        and before them what smtpd checks at each command.
+
+        With ``smtpd_delay_reject = no`` the client, HELO and sender restrictions run at their
+        own commands, and the first that rejects gives the answer (its ``stage`` says which).
+
+        :param trace: record every restriction and lookup in :attr:`Decision.trace` (slower).
+        """
+        return self._run(session, "RCPT", lambda run: run.decide(), trace)
+
+    def _run(
+        self, session: Session, stage: str, body: Callable[[_Run], str | None], trace: bool
+    ) -> Decision:
+        state = _State(
+            session=session, where=stage, command=stage, protocol=session.protocol, trace=trace
+        )
+        run = _Run(self, state)
+        reply = body(run)
+        return run.decision(reply)
+
+    # --- shared services ---------------------------------------------------------------------
+
+    def resolve(self, sender: str | None, address: str) -> Route:
+        """What trivial-rewrite answers for ``address`` from ``sender``, after rewriting both in
+        the local context, with the recipient case-folded (``smtpd_resolve_addr()``).
+
+        Answers are remembered, as smtpd remembers them for the life of the process; a failed
+        lookup is not.
+        """
+        key = (sender or "", address)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        r = self.resolver
+        query = r.canonicalize(address)
+        from_ = r.canonicalize(sender) if sender else ""
+        route = r.router.resolve(query, from_)
+        folded = fold(route.recipient, self.utf8)
+        if folded != route.recipient:
+            route = replace(route, recipient=folded)
+        if not int(route.flags) & _FAIL:
+            if len(self._routes) >= _ROUTE_CACHE:
+                self._routes.clear()
+            self._routes[key] = route
+        return route
