@@ -30,6 +30,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailmaps.backends.cidr import CidrPatternError, cidr_match, parse_cidr
 from mailmaps.errors import ConfigError, TemporaryLookupError
@@ -38,6 +39,9 @@ from mailmaps.maps import SurrogateTable, open_table
 from mailmaps.source import logical_lines
 from mailmaps.spec import MapSpec, split_list
 from mailmaps.table import OpenOptions, Table
+
+if TYPE_CHECKING:
+    from mailmaps.config import MainConfig
 
 __all__ = ["ListKind", "LocalDomains", "MatchList", "interface_addresses", "mynetworks_default"]
 
@@ -102,6 +106,25 @@ class MatchList:
         self._memo: dict[tuple[str, ...], bool] | None = (
             {} if all(item.table is None for item in self.items) else None
         )
+
+    @classmethod
+    def from_parameter(
+        cls,
+        config: MainConfig,
+        name: str,
+        kind: ListKind,
+        *,
+        value: str | None = None,
+        opener: Callable[[str], Table] | None = None,
+    ) -> MatchList | None:
+        """The list a main.cf parameter holds (``value`` instead of its setting, if given), with
+        parent-domain matching as ``parent_domain_matches_subdomains`` says for it; ``None``
+        when the list is empty."""
+        text = config.get(name) if value is None else value
+        if not text.strip():
+            return None
+        parent = name in config.get_set("parent_domain_matches_subdomains")
+        return cls(name, text, kind, parent_matches_subdomains=parent, opener=opener)
 
     def _parse(self, text: str, init: bool) -> None:
         for start in split_list(text):

@@ -313,7 +313,7 @@ class Resolver:
         self.masquerade_recipients = "envelope_recipient" in masquerade_classes
         self.masquerade_senders = "envelope_sender" in masquerade_classes
         if get("masquerade_domains").strip():
-            exceptions = _list(
+            exceptions = MatchList.from_parameter(
                 self.config, "masquerade_exceptions", ListKind.STRING, opener=self.table
             )
             self.masquerade = Masquerade(
@@ -783,38 +783,19 @@ class _Lists:
 
     def __init__(self, config: MainConfig, opener: Callable[[str], Table]) -> None:
         get = config.get
-        parent = {item.lower() for item in split_list(get("parent_domain_matches_subdomains"))}
         names = ("mydestination", "inet_interfaces", "proxy_interfaces", "inet_protocols")
         self.local = LocalDomains.from_values({name: get(name) for name in names}, opener=opener)
         self.is_local = self.local.is_local
-        self.virtual_alias_domains = _list(
+        domains = MatchList.from_parameter
+        self.virtual_alias_domains = domains(
             config, "virtual_alias_domains", ListKind.STRING, opener=opener
         )
-        self.virtual_mailbox_domains = _list(
+        self.virtual_mailbox_domains = domains(
             config, "virtual_mailbox_domains", ListKind.STRING, opener=opener
         )
-        self.relay_domains = _list(
-            config,
-            "relay_domains",
-            ListKind.DOMAIN,
-            parent="relay_domains" in parent,
-            opener=opener,
-        )
+        self.relay_domains = domains(config, "relay_domains", ListKind.DOMAIN, opener=opener)
+        parent = config.get_set("parent_domain_matches_subdomains")
         self.transport_parent_style = "transport_maps" in parent
-
-
-def _list(
-    config: MainConfig,
-    name: str,
-    kind: ListKind,
-    *,
-    parent: bool = False,
-    opener: Callable[[str], Table] | None = None,
-) -> MatchList | None:
-    value = config.get(name)
-    if not value.strip():
-        return None
-    return MatchList(name, value, kind, parent_matches_subdomains=parent, opener=opener)
 
 
 def _lookup(maps: MapList | None) -> Callable[[str], str | None] | None:

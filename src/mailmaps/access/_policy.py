@@ -106,31 +106,15 @@ class AccessPolicy:
         self.utf8 = flag("smtputf8_enable")
         parent = cfg.get_set("parent_domain_matches_subdomains")
         self.access_parent = "smtpd_access_maps" in parent
-        mynetworks = cfg.raw("mynetworks")
-        if mynetworks is None or "mynetworks" not in cfg.values:
-            mynetworks = mynetworks_default(get("mynetworks_style"), get("inet_protocols"))
-        else:
-            mynetworks = get("mynetworks")
         opener = self.resolver.table
-        self.mynetworks = MatchList(
-            "mynetworks",
-            mynetworks,
-            ListKind.HOST,
-            parent_matches_subdomains="mynetworks" in parent,
-            opener=opener,
-        )
-        relay = get("relay_domains")
-        self.relay_domains = (
-            MatchList(
-                "relay_domains",
-                relay,
-                ListKind.DOMAIN,
-                parent_matches_subdomains="relay_domains" in parent,
-                opener=opener,
-            )
-            if relay.strip()
-            else None
-        )
+        lists = MatchList.from_parameter
+        mynetworks = None
+        if "mynetworks" not in cfg.values:
+            mynetworks = mynetworks_default(get("mynetworks_style"), get("inet_protocols"))
+        self.mynetworks = lists(
+            cfg, "mynetworks", ListKind.HOST, value=mynetworks, opener=opener
+        ) or MatchList("mynetworks", "", ListKind.HOST)
+        self.relay_domains = lists(cfg, "relay_domains", ListKind.DOMAIN, opener=opener)
         self.codes = {
             name: num(name)
             for name in (
@@ -251,17 +235,8 @@ class AccessPolicy:
         self.own_addresses = frozenset(
             _normal_address(a) for a in self.resolver.lists.local.addresses
         )
-        networks = get("permit_mx_backup_networks")
-        self.mx_backup_networks = (
-            MatchList(
-                "permit_mx_backup_networks",
-                networks,
-                ListKind.HOST,
-                parent_matches_subdomains="permit_mx_backup_networks" in parent,
-                opener=opener,
-            )
-            if networks.strip()
-            else None
+        self.mx_backup_networks = lists(
+            cfg, "permit_mx_backup_networks", ListKind.HOST, opener=opener
         )
 
     def _has_required(self, restrictions: Sequence[str]) -> bool:
