@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import socketserver
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -355,16 +353,6 @@ def converse(postfix: PostfixInstance, session: Session) -> str:
         if last[:1] in ("4", "5"):
             return "\n".join(line[:3] + " " + line[4:] for line in reply.splitlines())
     return replies[-1]
-
-
-@pytest.fixture
-def postfix_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="mailmaps-smtpd-"))
-    root.chmod(0o755)
-    try:
-        yield root / "pf"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

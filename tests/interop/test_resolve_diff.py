@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,17 +248,6 @@ def ours(recipients: tuple[FinalRecipient, ...]) -> list[Outcome]:
         else:
             out.append((r.address, r.status, r.dsn, r.text or ""))
     return sorted(out)
-
-
-@pytest.fixture
-def postfix_root() -> Iterator[Path]:
-    """A directory the postfix user can reach (pytest's tmp_path is private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="mailmaps-postfix-"))
-    root.chmod(0o755)
-    try:
-        yield root / "pf"
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.parametrize("seed", range(SEEDS))
