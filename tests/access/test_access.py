@@ -362,3 +362,20 @@ def test_mynetworks_default_matches_postconf(style: str, tmp_path: Path) -> None
         check=True,
     ).stdout.split()
     assert set(mynetworks_default(style).split()) == set(real)
+
+
+def test_ccert_access_checks_both_fingerprints() -> None:
+    p = policy(
+        smtpd_relay_restrictions=(
+            "check_ccert_access inline:{ AA:BB=DUNNO, CC:DD=OK, {EE:FF=REJECT bad cert} }, "
+            "reject_unauth_destination"
+        )
+    )
+    remote = {"recipient": "bob@far.example", "encrypted": True}
+    assert reply(p, **remote, ccert_fingerprint="AA:BB", ccert_pubkey_fingerprint="CC:DD") == (
+        "250 2.1.5 Ok"
+    )
+    assert reply(p, **remote, ccert_fingerprint="EE:FF", ccert_subject="client.example") == (
+        "554 5.7.1 <client.example>: Client certificate rejected: bad cert"
+    )
+    assert reply(p, recipient="bob@far.example", ccert_fingerprint="CC:DD").startswith("554")

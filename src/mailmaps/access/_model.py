@@ -37,8 +37,6 @@ _POLICY, _PROTOCOL, _BOUNCE, _SOFTWARE, _RESOURCE, _DATA = (
     "data",
 )
 
-Stage = Literal["CONNECT", "HELO", "MAIL", "RCPT", "ETRN", "DATA", "END-OF-MESSAGE"]
-
 
 class NameStatus(enum.IntEnum):
     """How the client's host name lookup ended (``SMTPD_PEER_CODE_*``)."""
@@ -67,6 +65,7 @@ class Session:
     :ivar sasl_username: the SASL login name, if the client authenticated.
     :ivar ccert_fingerprint: the client certificate fingerprint, if any.
     :ivar ccert_pubkey_fingerprint: the client public key fingerprint, if any.
+    :ivar ccert_subject: the client certificate's CommonName (named in replies).
     :ivar encrypted: whether the session uses TLS.
     :ivar protocol: ``SMTP`` or ``ESMTP``.
     :ivar smtputf8: whether MAIL FROM asked for SMTPUTF8.
@@ -86,6 +85,7 @@ class Session:
     sasl_method: str | None = None
     ccert_fingerprint: str | None = None
     ccert_pubkey_fingerprint: str | None = None
+    ccert_subject: str | None = None
     encrypted: bool = False
     protocol: str = "ESMTP"
     smtputf8: bool = False

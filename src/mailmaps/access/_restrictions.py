@@ -10,6 +10,7 @@ from mailmaps.access._model import (
     _DUNNO,
     _OK,
     _POLICY,
+    CCERT,
     CLIENT,
     ETRN,
     HELO,
@@ -163,11 +164,14 @@ def _h_ccert_access(
 ) -> int:
     assert arg is not None
     s = run.st.session
+    if not s.encrypted or not (s.ccert_fingerprint or s.ccert_pubkey_fingerprint):
+        return _DUNNO  # no client certificate
+    # The certificate, then the public key fingerprint; a DUNNO goes on to the next.
     for fingerprint in (s.ccert_fingerprint, s.ccert_pubkey_fingerprint):
-        if not fingerprint:
-            continue
-        status, found = run.check_access(arg, fingerprint, run.namaddr, CLIENT, acl, label)
-        if status or found:
+        status, _found = run.check_access(
+            arg, fingerprint or "", s.ccert_subject or "", CCERT, acl, label
+        )
+        if status != _DUNNO:
             return status
     return _DUNNO
 
