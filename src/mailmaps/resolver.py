@@ -247,11 +247,18 @@ class Resolver:
         return self.config.get_set(name)
 
     def maps(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
-        """The tables of the ``*_maps`` parameter ``name`` (``None`` when empty), opened once and
-        shared; ``stage`` names them in the trace."""
-        return self._open(name, stage, regsub=regsub)
+        """The tables of the ``*_maps`` parameter ``name`` (``None`` when empty), for another
+        component that shares this resolver's tables: the resolver's own list when it opened
+        that parameter, else a new list of the shared tables.  ``stage`` names tables in the
+        trace that have no stage yet; the resolver's own stage names are kept."""
+        for maps in self._maps:
+            if maps.title == name and maps.options.regsub == regsub:
+                return maps
+        return self._open(name, stage, regsub=regsub, relabel=False)
 
-    def _open(self, name: str, stage: str, *, regsub: bool = True) -> MapList | None:
+    def _open(
+        self, name: str, stage: str, *, regsub: bool = True, relabel: bool = True
+    ) -> MapList | None:
         value = self._get(name)
         if not value.strip():
             return None
@@ -261,7 +268,8 @@ class Resolver:
         self._maps.append(maps)
         maps.recorder = self._tracer
         for table in maps.tables:
-            self._stages[id(table)] = stage
+            if relabel or id(table) not in self._stages:
+                self._stages[id(table)] = stage
         return maps
 
     def table(self, spec: str, options: OpenOptions | None = None) -> Table:

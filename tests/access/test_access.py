@@ -379,3 +379,29 @@ def test_ccert_access_checks_both_fingerprints() -> None:
         "554 5.7.1 <client.example>: Client certificate rejected: bad cert"
     )
     assert reply(p, recipient="bob@far.example", ccert_fingerprint="CC:DD").startswith("554")
+
+
+def test_sharing_a_resolver_keeps_its_trace_stages() -> None:
+    from mailmaps.resolver import Resolver
+
+    config = MainConfig(
+        {
+            **BASE,
+            "alias_maps": "inline:{ webmaster=root }",
+            "local_recipient_maps": "$alias_maps",
+            "virtual_alias_maps": "inline:{ a@x.example=b@y.example }",
+        }
+    )
+    with Resolver(config) as resolver:
+
+        def stages() -> set[tuple[str, str]]:
+            trace = resolver.resolve("webmaster", trace=True).trace
+            return {(e.stage, e.table) for e in trace if e.table is not None}
+
+        before = stages()
+        with AccessPolicy(config, resolver=resolver) as policy:
+            assert policy.maps["virtual_alias_maps"] is resolver.virtual_alias
+            assert reply(policy, recipient="webmaster@mx.example.com") == "250 2.1.5 Ok"
+            assert reply(policy, recipient="ghost@mx.example.com").startswith("550 5.1.1")
+        assert stages() == before
+        assert {stage for stage, _table in before} == {"virtual_alias", "local"}
