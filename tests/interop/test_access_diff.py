@@ -376,8 +376,7 @@ def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -
     for name, text in scenario.files.items():
         postfix.write(name, text)
     for name, text in scenario.tables.items():
-        postfix.write(name, text)
-        postfix.run("postmap", f"lmdb:{etc / name}")
+        postfix.write_table(name, text)
     with postfix:
         real = [converse(postfix, session) for session in scenario.sessions]
     mismatches = []

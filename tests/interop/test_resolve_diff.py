@@ -203,14 +203,11 @@ def generate(rng: random.Random, root: Path) -> Scenario:
 
 
 def install(scenario: Scenario, postfix: PostfixInstance) -> None:
-    etc = postfix.config_dir
     for name, text in scenario.files.items():
         postfix.write(name, text)
     for name, text in scenario.tables.items():
-        postfix.write(name, text)
-        postfix.run("postmap", f"lmdb:{etc / name}")
-    postfix.write("aliases", scenario.aliases)
-    postfix.run("postalias", f"lmdb:{etc / 'aliases'}")
+        postfix.write_table(name, text)
+    postfix.write_table("aliases", scenario.aliases, tool="postalias")
 
 
 def with_port(nexthop: str | None, transport: str | None) -> str | None:

@@ -279,6 +279,15 @@ class PostfixInstance:
         os.utime(path, (past, past))
         return path
 
+    def write_table(
+        self, name: str, text: str, *, map_type: str = "lmdb", tool: str = "postmap"
+    ) -> Path:
+        """Write a table's source into the configuration directory and build it with Postfix's
+        own ``postmap`` (or ``postalias``); returns the source file's path."""
+        path = self.write(name, text)
+        self.run(tool, f"{map_type}:{path}")
+        return path
+
     def run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a Postfix tool (``postmap``, ``postalias``, ``postconf``) on this configuration."""
         return subprocess.run(
