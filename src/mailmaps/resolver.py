@@ -262,7 +262,9 @@ class Resolver:
         value = self._get(name)
         if not value.strip():
             return None
-        options = OpenOptions(utf8=self._bool("smtputf8_enable"), regsub=regsub)
+        options = OpenOptions(
+            utf8=self._bool("smtputf8_enable"), regsub=regsub, main_config=self.config
+        )
         tables = [self.table(spec, options) for spec in split_list(value)]
         maps = MapList(tables, options, title=name)
         self._maps.append(maps)
@@ -278,7 +280,9 @@ class Resolver:
 
         A table that cannot be opened is a surrogate whose lookups fail, as in a daemon.
         """
-        options = options or OpenOptions(utf8=self._bool("smtputf8_enable"))
+        options = options or OpenOptions(
+            utf8=self._bool("smtputf8_enable"), main_config=self.config
+        )
         parsed = MapSpec.parse(spec)
         key = f"{parsed.type}:{parsed.name}"
         if parsed.type in ("regexp", "pcre") and not options.regsub:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
+
+if TYPE_CHECKING:
+    from mailmaps.config import MainConfig
 
 __all__ = [
     "Duplicates",
@@ -62,6 +65,9 @@ class OpenOptions:
     :param regsub: allow ``$n`` substitution in regexp and pcre results.  Postfix opens
         transport_maps, the sender-dependent maps and alias_maps without it
         (``DICT_FLAG_NO_REGSUB``): rules that use ``$n`` are skipped with a warning.
+    :param main_config: main.cf, for tables that read their settings from it (the obsolete
+        ``ldap:name`` form, whose settings are ``name_server_host`` and so on).  ``None``:
+        read ``main.cf`` from ``$MAIL_CONFIG`` or ``/etc/postfix`` when such a table is opened.
     """
 
     fold: bool = True
@@ -72,6 +78,7 @@ class OpenOptions:
     lock: bool = True
     lmdb_map_size: int = 16777216
     regsub: bool = True
+    main_config: MainConfig | None = field(default=None, compare=False, hash=False, repr=False)
 
     def but(self, **changes: object) -> OpenOptions:
         """Return a copy with some fields changed."""

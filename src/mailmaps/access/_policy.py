@@ -272,8 +272,9 @@ class AccessPolicy:
     def _access_maps(self, spec: str) -> MapList:
         maps = self._access.get(spec)
         if maps is None:
-            table = self.resolver.table(spec, OpenOptions(utf8=self.utf8))
-            maps = MapList([table], OpenOptions(utf8=self.utf8), title=spec)
+            options = OpenOptions(utf8=self.utf8, main_config=self.resolver.config)
+            table = self.resolver.table(spec, options)
+            maps = MapList([table], options, title=spec)
             maps.recorder = self._recorder
             self._access[spec] = maps
         return maps

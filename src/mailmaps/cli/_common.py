@@ -333,6 +333,7 @@ def _main(tool: Tool, args: list[str], out: BlockOutput, handler: MessageHandler
         rhs_is_file=opts.rhs_is_file,
         lock=True,
         lmdb_map_size=config.get_int("lmdb_map_size"),
+        main_config=config,
     )
     specs = [MapSpec.parse(m, default_type=default_type) for m in opts.maps]
     session = _Session(tool, opts, options, out, config)

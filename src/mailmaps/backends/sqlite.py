@@ -1,0 +1,122 @@
+"""``sqlite:/etc/postfix/virtual.cf``: an SQLite database, per sqlite_table(5) (``dict_sqlite.c``).
+
+The ``.cf`` file names the database (``dbpath``) and the ``query`` (or the legacy ``table``,
+``select_field``, ``where_field`` and ``additional_conditions``), with ``result_format``,
+``domain`` and ``expansion_limit`` as for every SQL table.  Values substituted into the query are
+quoted as SQLite's ``%q`` does (a ``'`` is doubled), so the template supplies the quotes:
+``WHERE address='%s'``.  Only the first column of each row is a result.
+
+This is the embedded default for SQL users without a server.  mailmaps opens the database
+read-only through Python's ``sqlite3`` module (the same SQLite library Postfix links): a missing
+database is an error when the table is opened, where Postfix would create an empty file and fail
+on the first query.  A query SQLite cannot prepare (a missing table, a syntax error) is a
+configuration error, as it is fatal in Postfix; a query that fails while running (a locked or
+corrupt database) is a temporary error.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import quote as url_quote
+
+from mailmaps.backends._cfparser import TableConfig
+from mailmaps.backends._sql import SqlTable
+from mailmaps.errors import ConfigError, PermanentLookupError, TemporaryLookupError
+from mailmaps.table import OpenOptions
+
+__all__ = ["SqliteTable", "sqlite_quote"]
+
+
+def sqlite_quote(text: str) -> str:
+    """Quote ``text`` for use inside ``'...'`` in an SQLite query (``sqlite3_mprintf("%q")``)."""
+    return text.replace("'", "''")
+
+
+class SqliteTable(SqlTable):
+    """An ``sqlite:`` table (thread-safe: one connection per thread)."""
+
+    map_type: ClassVar[str] = "sqlite"
+    all_columns: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
+        super().__init__(name, options, config)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._connect()  # a database that cannot be opened is an error now, not at lookup
+
+    def _read_settings(self, config: TableConfig) -> None:
+        self.dbpath = config.get_str("dbpath", "", 1)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        uri = "file:" + url_quote(str(Path(self.dbpath).absolute())) + "?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise ConfigError(f"{self}: Can't open database: {exc}") from exc
+        # Text comes back as bytes, checked for UTF-8 like every table's results.
+        conn.text_factory = bytes
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    def _run(self, key: str) -> Sequence[Sequence[object]]:
+        query = self.ctx.expand_query(key, sqlite_quote)
+        assert query is not None
+        conn = self._connect()
+        try:
+            cursor = conn.execute(query)
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "locked" in text or "busy" in text or "disk I/O" in text:
+                raise TemporaryLookupError(
+                    f"dict_sqlite_lookup: {self.name}: SQL step failed for query '{query}': {text}"
+                ) from exc
+            raise PermanentLookupError(
+                f"dict_sqlite_lookup: {self.name}: SQL prepare failed: {text}"
+            ) from exc
+        except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:
+            # Python refuses more than one statement; SQLite ignores the rest of the text.
+            raise PermanentLookupError(
+                f"dict_sqlite_lookup: {self.name}: SQL prepare failed: {exc}"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise PermanentLookupError(
+                f"dict_sqlite_lookup: {self.name}: SQL prepare failed: {exc}"
+            ) from exc
+        try:
+            rows: list[Sequence[object]] = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise TemporaryLookupError(
+                f"dict_sqlite_lookup: {self.name}: SQL step failed for query '{query}': {exc}"
+            ) from exc
+        return [tuple(_sqlite_text(v) for v in row[:1]) for row in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+        super().close()
+
+
+def _sqlite_text(value: object) -> object:
+    """A column's value as ``sqlite3_column_text()`` gives it: text for numbers too."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, float):
+        text = f"{value:.15g}"
+        if "." not in text and "e" not in text and "n" not in text:
+            text += ".0"
+        return text
+    return str(value)

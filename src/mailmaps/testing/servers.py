@@ -1,0 +1,350 @@
+"""Private database and directory servers on loopback, for tests and benchmarks.
+
+Each class starts a real server from Debian's packages in a directory of its own, listening on a
+free ``127.0.0.1`` port and on a UNIX socket in that directory, and stops it on :meth:`stop` (or
+when the ``with`` block ends).  Nothing else on the machine is touched: no system service, no
+``/etc`` file, no well-known port::
+
+    with MariaDB(tmp_path / "db") as server:
+        server.sql("CREATE TABLE alias (address VARCHAR(255), goto TEXT)")
+        print(server.port, server.socket)
+
+The servers run as the system accounts their packages create (``mysql``, ``postgres``,
+``openldap``) when started as root, and are wrapped in ``timeout`` so that a crashed test run
+cannot leave them behind for long.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+__all__ = ["MariaDB", "PostgreSQL", "ServerError", "free_port"]
+
+#: Longest a server started here may live, in seconds.
+LIFETIME = 3600
+
+
+class ServerError(RuntimeError):
+    """A server could not be started or could not run a command."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _chown(path: Path, user: str) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, user, user)
+
+
+def _wait(check: object, what: str, log: Path | None, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+    raise ServerError(f"{what} did not start in {seconds:.0f}s\n{detail}")
+
+
+class _Server:
+    """What the servers share: a directory, a port, a process, and stop()."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], log: Path) -> None:
+        out = log.open("ab")
+        self.process = subprocess.Popen(
+            ["timeout", str(LIFETIME), *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        out.close()
+
+    def _running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server and wait for it to exit."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.killpg(process.pid, sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class MariaDB(_Server):
+    """A MariaDB server (Debian's ``mariadb-server``) with a database ``mailmaps`` and a user
+    ``postfix`` (password :attr:`password`) that may read it, over TCP and the UNIX socket.
+
+    :param directory: where the data, socket, pid file and log go (created if needed).
+    """
+
+    database = "mailmaps"
+    user = "postfix"
+    password = "pw"
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.socket = str(self.dir / "mysqld.sock")
+        self.log = self.dir / "error.log"
+        _chown(self.dir, "mysql")
+        data = self.dir / "data"
+        if not data.exists():
+            self._run_tool(
+                [
+                    "mariadb-install-db",
+                    "--no-defaults",
+                    *(["--user=mysql"] if os.geteuid() == 0 else []),
+                    f"--datadir={data}",
+                    "--auth-root-authentication-method=socket",
+                    "--skip-test-db",
+                ]
+            )
+        self.start()
+        self.sql(
+            f"CREATE DATABASE IF NOT EXISTS {self.database} CHARACTER SET utf8mb4;"
+            + "".join(
+                f"CREATE USER IF NOT EXISTS '{self.user}'@'{host}' IDENTIFIED BY "
+                f"'{self.password}'; GRANT SELECT, EXECUTE ON {self.database}.* TO "
+                f"'{self.user}'@'{host}';"
+                for host in ("127.0.0.1", "localhost")
+            ),
+            database=None,
+        )
+
+    @staticmethod
+    def _run_tool(argv: list[str]) -> None:
+        done = subprocess.run(argv, capture_output=True, check=False)
+        if done.returncode:
+            raise ServerError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
+
+    def start(self) -> None:
+        """Start (or restart) the server on the same port and socket."""
+        if self._running():
+            return
+        self._spawn(
+            [
+                "/usr/sbin/mariadbd",
+                "--no-defaults",
+                *(["--user=mysql"] if os.geteuid() == 0 else []),
+                f"--datadir={self.dir / 'data'}",
+                f"--socket={self.socket}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--skip-networking=0",
+                f"--pid-file={self.dir / 'mysqld.pid'}",
+                f"--log-error={self.log}",
+                "--skip-log-bin",
+                "--skip-name-resolve",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_general_ci",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=8M",
+            ],
+            self.dir / "stdout.log",
+        )
+
+        def ready() -> bool:
+            if not self._running():
+                raise ServerError(f"mariadbd exited\n{self.log.read_text(errors='replace')}")
+            return (
+                subprocess.run(
+                    [
+                        "mariadb",
+                        "--no-defaults",
+                        f"--socket={self.socket}",
+                        "-u",
+                        "root",
+                        "-e",
+                        "SELECT 1",
+                    ],
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            )
+
+        _wait(ready, "mariadbd", self.log)
+
+    def sql(self, statements: str, *, database: str | None = "mailmaps") -> str:
+        """Run SQL as the server's root user; return what the client printed (tab-separated).
+
+        :raises ServerError: the statements failed.
+        """
+        argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", "root", "-N", "-B"]
+        if database:
+            argv.append(database)
+        done = subprocess.run(argv, input=statements.encode(), capture_output=True, check=False)
+        if done.returncode:
+            raise ServerError(f"mariadb: {done.stderr.decode(errors='replace')}")
+        return done.stdout.decode()
+
+
+class PostgreSQL(_Server):
+    """A PostgreSQL 15 server (Debian's ``postgresql``) with a database ``mailmaps`` that the
+    role ``postfix`` (password :attr:`password`) may read, over TCP and the UNIX socket
+    ``DIR/.s.PGSQL.PORT``.
+
+    :param directory: where the data, socket and log go (created if needed).
+    """
+
+    database = "mailmaps"
+    user = "postfix"
+    password = "pw"
+    bindir = Path("/usr/lib/postgresql/15/bin")
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.socket_dir = str(self.dir)
+        self.log = self.dir / "postgres.log"
+        _chown(self.dir, "postgres")
+        data = self.dir / "data"
+        if not data.exists():
+            self._as_postgres(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ]
+            )
+            hba = data / "pg_hba.conf"
+            hba.write_text(
+                "local all postgres trust\n"
+                "local all all scram-sha-256\n"
+                "host all all 127.0.0.1/32 scram-sha-256\n"
+            )
+            _chown(hba, "postgres")
+        self.start()
+        self.sql(f"CREATE ROLE {self.user} LOGIN PASSWORD '{self.password}'", database="postgres")
+        self.sql(f"CREATE DATABASE {self.database}", database="postgres")
+        self.sql(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {self.user}")
+
+    def _as_postgres(self, argv: list[str]) -> None:
+        prefix = (
+            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+            if os.geteuid() == 0
+            else []
+        )
+        done = subprocess.run([*prefix, *argv], capture_output=True, check=False)
+        if done.returncode:
+            raise ServerError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
+
+    def start(self) -> None:
+        """Start (or restart) the server on the same port and socket."""
+        if self._running():
+            return
+        prefix = (
+            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+            if os.geteuid() == 0
+            else []
+        )
+        self._spawn(
+            [
+                *prefix,
+                str(self.bindir / "postgres"),
+                "-D",
+                str(self.dir / "data"),
+                "-k",
+                self.socket_dir,
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ],
+            self.log,
+        )
+
+        def ready() -> bool:
+            if not self._running():
+                raise ServerError(f"postgres exited\n{self.log.read_text(errors='replace')}")
+            return (
+                subprocess.run(
+                    [
+                        str(self.bindir / "pg_isready"),
+                        "-q",
+                        "-h",
+                        self.socket_dir,
+                        "-p",
+                        str(self.port),
+                    ],
+                    check=False,
+                ).returncode
+                == 0
+            )
+
+        _wait(ready, "postgres", self.log)
+
+    def stop(self, sig: int = signal.SIGINT) -> None:
+        """Stop the server (a fast shutdown) and wait for it to exit."""
+        super().stop(sig)
+
+    def sql(self, statements: str, *, database: str = "mailmaps") -> str:
+        """Run SQL as the ``postgres`` superuser; return what psql printed (unaligned).
+
+        :raises ServerError: the statements failed.
+        """
+        argv = [
+            "psql",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.socket_dir,
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+        ]
+        done = subprocess.run(argv, input=statements.encode(), capture_output=True, check=False)
+        if done.returncode:
+            raise ServerError(f"psql: {done.stderr.decode(errors='replace')}")
+        return done.stdout.decode()

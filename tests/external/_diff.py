@@ -1,0 +1,50 @@
+"""Run the same lookups through real Postfix's postmap and mailmaps' postmap, and compare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import REAL_POSTMAP, backdate, run_ours, run_real
+
+
+def write_cf(directory: Path, name: str, text: str) -> Path:
+    """Write a table's ``.cf`` file (back-dated, so real Postfix does not wait for it)."""
+    path = directory / name
+    path.write_text(text)
+    path.chmod(0o644)
+    backdate(path)
+    return path
+
+
+def confdir(directory: Path, main_cf: str = "compatibility_level = 3.6\n") -> Path:
+    """A configuration directory with a back-dated main.cf."""
+    conf = directory / "conf"
+    conf.mkdir(exist_ok=True)
+    (conf / "main.cf").write_text(main_cf)
+    backdate(conf / "main.cf")
+    return conf
+
+
+def batch(conf: Path, spec: str, keys: list[str], *flags: str) -> tuple[int, bytes, bytes, str]:
+    """``postmap -q -`` with ``keys`` through both; return (status, real out, our out, real
+    stderr) after asserting the statuses are equal."""
+    data = "".join(f"{key}\n" for key in keys).encode()
+    args = ["-c", str(conf), *flags, "-q", "-", spec]
+    real = run_real(REAL_POSTMAP, args, data)
+    ours = run_ours("postmap", args, data)
+    assert (ours.status, ours.out) == (real.status, real.out), (
+        f"{spec}: keys {keys!r}\nreal stderr: {real.err}\nour stderr: {ours.err}"
+    )
+    return real.status, real.out, ours.out, real.err
+
+
+def single(conf: Path, spec: str, key: str, *flags: str) -> tuple[int, bytes, str, str]:
+    """``postmap -q KEY`` through both; assert equal status and output; return (status,
+    output, real stderr, our stderr)."""
+    args = ["-c", str(conf), *flags, "-q", key, spec]
+    real = run_real(REAL_POSTMAP, args)
+    ours = run_ours("postmap", args)
+    assert (ours.status, ours.out) == (real.status, real.out), (
+        f"{spec}: key {key!r}\nreal stderr: {real.err}\nour stderr: {ours.err}"
+    )
+    return real.status, real.out, real.err, ours.err

@@ -1,0 +1,291 @@
+"""mysql: tables against a real MariaDB server, and differentially against real Postfix."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mailmaps import open_table
+from mailmaps.backends.mysql import MysqlTable
+from mailmaps.errors import ConfigError, TemporaryLookupError
+from mailmaps.table import OpenOptions
+from mailmaps.testing.servers import MariaDB, free_port
+from tests.external._diff import batch, confdir, single, write_cf
+
+pytestmark = pytest.mark.interop
+
+SEED = """
+DROP TABLE IF EXISTS alias;
+DROP PROCEDURE IF EXISTS lookup_alias;
+CREATE TABLE alias (address VARCHAR(255), goto TEXT, active INT);
+INSERT INTO alias VALUES
+  ('info@example.com', 'alice@example.net', 1),
+  ('info@example.com', 'bob@example.net', 1),
+  ('empty@example.com', '', 1),
+  ('null@example.com', NULL, 1),
+  ('postmaster@example.com', 'root', 1),
+  ('o''brien@example.com', 'obrien@example.net', 1),
+  ('müller@example.com', 'mueller@example.net', 1),
+  ('user@mail.example.com', 'deep@example.net', 1),
+  ('@example.org', 'catchall@example.net', 1),
+  ('many@example.com', 'a1@x.example', 1),
+  ('many@example.com', 'a2@x.example', 1),
+  ('many@example.com', 'a3@x.example', 1),
+  ('bare@example.com', 'local', 1),
+  ('emptylocal@example.com', '@example.net', 1),
+  ('comma@example.com', 'a@x.example, b@y.example', 1),
+  ('off@example.com', 'off@example.net', 0),
+  ('percent@example.com', '100%', 1);
+CREATE PROCEDURE lookup_alias(IN a VARCHAR(1024)) SELECT goto FROM alias WHERE address = a;
+"""
+
+KEYS = [
+    "info@example.com",
+    "INFO@Example.COM",
+    "empty@example.com",
+    "null@example.com",
+    "postmaster@example.com",
+    "o'brien@example.com",
+    "Müller@example.com",
+    "user@mail.example.com",
+    "x@example.org",
+    "@example.org",
+    "bare@example.com",
+    "emptylocal@example.com",
+    "comma@example.com",
+    "off@example.com",
+    "percent@example.com",
+    "nobody@example.com",
+    "info",
+    "example.com",
+    "@example.com",
+    "user@",
+    "' OR '1'='1",
+    "x' OR 'a'='a",
+    "a\\' OR 1=1 -- ",
+    "info@example.com'; DROP TABLE alias; --",
+    "%s@example.com",
+    "info@example.com ",
+    "a" * 300 + "@example.com",
+    "info@example.com\0' OR '1'='1",
+]
+
+# Query variants: (name, settings after the connection ones).
+VARIANTS = {
+    "plain": "query = SELECT goto FROM alias WHERE address='%s'",
+    "columns": "query = SELECT goto, active, address FROM alias WHERE address='%s'",
+    "parts": "query = SELECT goto FROM alias WHERE address=CONCAT('%u', '@', '%d')",
+    "labels": "query = SELECT goto FROM alias WHERE address='%u@%3.%2.%1'",
+    "domain_only": "query = SELECT goto FROM alias WHERE address='@%d'",
+    "format_parts": "query = SELECT goto FROM alias WHERE address='%s'\nresult_format = %u at %d",
+    "format_key": (
+        "query = SELECT goto FROM alias WHERE address='%s'\nresult_format = %s (%S/%U/%D) %%"
+    ),
+    "format_nexthop": (
+        "query = SELECT goto FROM alias WHERE address='%s'\nresult_format = smtp:[%d]"
+    ),
+    "domain_list": (
+        "query = SELECT goto FROM alias WHERE address='%s'\ndomain = example.com, mail.example.com"
+    ),
+    "domain_negated": (
+        "query = SELECT goto FROM alias WHERE address='%s'\ndomain = !mail.example.com, example.com"
+    ),
+    "domain_table": (
+        "query = SELECT goto FROM alias WHERE address='%s'\n"
+        "domain = inline:{ example.com=yes, example.org=yes }"
+    ),
+    "limit": "query = SELECT goto FROM alias WHERE address='%s'\nexpansion_limit = 3",
+    "legacy": (
+        "table = alias\nselect_field = goto\nwhere_field = address\n"
+        "additional_conditions = AND active = 1"
+    ),
+    "procedure": "query = CALL lookup_alias('%s')",
+    "like": "query = SELECT goto FROM alias WHERE address LIKE '%%%s'",
+}
+
+
+@pytest.fixture(scope="module")
+def server(mariadb: MariaDB) -> MariaDB:
+    mariadb.sql(SEED)
+    return mariadb
+
+
+def connection(server: MariaDB, hosts: str | None = None) -> str:
+    hosts = hosts or f"inet:127.0.0.1:{server.port}"
+    return f"hosts = {hosts}\nuser = postfix\npassword = pw\ndbname = mailmaps\n"
+
+
+@pytest.fixture
+def conf(shared_dir: Path) -> Path:
+    return confdir(shared_dir)
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_same_answers_as_postfix(
+    server: MariaDB, shared_dir: Path, conf: Path, variant: str
+) -> None:
+    cf = write_cf(shared_dir, f"{variant}.cf", connection(server) + VARIANTS[variant] + "\n")
+    status, out, _, _ = batch(conf, f"mysql:{cf}", KEYS)
+    assert status == 0
+    assert b"\t" in out  # something was found: the comparison is not vacuous
+
+
+def test_expansion_limit_is_an_error_like_postfix(
+    server: MariaDB, shared_dir: Path, conf: Path
+) -> None:
+    cf = write_cf(shared_dir, "limit.cf", connection(server) + VARIANTS["limit"].replace("3", "2"))
+    status, out, real_err, our_err = single(conf, f"mysql:{cf}", "many@example.com")
+    assert (status, out) == (1, b"")
+    assert "Expansion limit exceeded" in real_err
+    assert "Expansion limit exceeded" in our_err
+    assert single(conf, f"mysql:{cf}", "info@example.com")[:2] == (
+        0,
+        b"alice@example.net,bob@example.net\n",
+    )
+    with open_table(f"mysql:{cf}") as table, pytest.raises(TemporaryLookupError):
+        table.lookup("many@example.com")
+
+
+def test_unix_socket_and_failover(server: MariaDB, shared_dir: Path, conf: Path) -> None:
+    dead = free_port()
+    for hosts in (f"unix:{server.socket}", f"inet:127.0.0.1:{dead} 127.0.0.1:{server.port}"):
+        cf = write_cf(shared_dir, "hosts.cf", connection(server, hosts) + VARIANTS["plain"])
+        status, out, _, _ = batch(conf, f"mysql:{cf}", ["info@example.com", "nobody@example.com"])
+        assert (status, out) == (0, b"info@example.com\talice@example.net,bob@example.net\n")
+
+
+def test_no_result_set(server: MariaDB, shared_dir: Path, conf: Path) -> None:
+    cf = write_cf(shared_dir, "do.cf", connection(server) + "query = DO '%s'\n")
+    status, _, real_err, our_err = single(conf, f"mysql:{cf}", "info@example.com")
+    assert status == 1
+    assert "query returned no result set" in real_err
+    assert "query returned no result set" in our_err
+    cf = write_cf(
+        shared_dir, "do.cf", connection(server) + "query = DO '%s'\nrequire_result_set = no\n"
+    )
+    assert single(conf, f"mysql:{cf}", "info@example.com")[:2] == (1, b"")
+    with open_table(f"mysql:{cf}") as table:
+        assert table.lookup("info@example.com") is None
+
+
+def test_bad_template_is_a_configuration_error(shared_dir: Path, conf: Path) -> None:
+    cf = write_cf(shared_dir, "bad.cf", "dbname = x\nquery = SELECT '%x'\n")
+    status, out, real_err, our_err = single(conf, f"mysql:{cf}", "k")
+    assert (status, out) == (1, b"")
+    assert "Invalid query template" in real_err and "Invalid query template" in our_err
+    with pytest.raises(ConfigError, match="Invalid query template"):
+        open_table(f"mysql:{cf}")
+
+
+def test_missing_dbname_and_relative_name(shared_dir: Path, conf: Path) -> None:
+    cf = write_cf(shared_dir, "nodb.cf", "query = SELECT 1\n")
+    status, _, real_err, our_err = single(conf, f"mysql:{cf}", "k")
+    assert status == 1
+    assert "bad string length 0 < 1" in real_err and "bad string length 0 < 1" in our_err
+    # A name that does not start with / or . is a main.cf prefix, not a file.
+    status, _, real_err, our_err = single(conf, "mysql:pf/my.cf", "k")
+    assert status == 1
+    assert "pf/my.cf_dbname" in real_err and "pf/my.cf_dbname" in our_err
+
+
+def test_main_cf_prefix_form(server: MariaDB, shared_dir: Path) -> None:
+    settings = "".join(
+        f"mymaps_{line}\n" for line in [*connection(server).splitlines(), VARIANTS["plain"]]
+    )
+    conf = confdir(shared_dir, "compatibility_level = 3.6\n" + settings)
+    status, out, _, _ = batch(conf, "mysql:mymaps", ["info@example.com", "x@example.org"])
+    assert (status, out) == (0, b"info@example.com\talice@example.net,bob@example.net\n")
+
+
+# --- faults -------------------------------------------------------------------------------
+
+
+def open_mysql(cf: Path) -> MysqlTable:
+    table: MysqlTable = open_table(f"mysql:{cf}", OpenOptions())
+    return table
+
+
+def test_wrong_password_is_temporary(server: MariaDB, shared_dir: Path, conf: Path) -> None:
+    cf = write_cf(
+        shared_dir, "badpw.cf", connection(server).replace("pw", "wrong") + VARIANTS["plain"]
+    )
+    status, out, real_err, our_err = single(conf, f"mysql:{cf}", "info@example.com")
+    assert (status, out) == (1, b"")
+    assert "Access denied" in real_err and "Access denied" in our_err
+    with open_mysql(cf) as table, pytest.raises(TemporaryLookupError):
+        table.lookup("info@example.com")
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A port that accepts connections and never says anything."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        sock.close()
+
+
+def test_silent_server_is_temporary(
+    server: MariaDB, shared_dir: Path, silent_listener: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MysqlTable, "connect_timeout", 0.5)
+    monkeypatch.setattr(MysqlTable, "read_timeout", 0.5)
+    cf = write_cf(
+        shared_dir,
+        "silent.cf",
+        connection(server, f"127.0.0.1:{silent_listener}") + VARIANTS["plain"],
+    )
+    started = time.monotonic()
+    with open_mysql(cf) as table, pytest.raises(TemporaryLookupError):
+        table.lookup("info@example.com")
+    assert time.monotonic() - started < 5
+
+
+def test_server_stopped_mid_run_then_back(shared_dir: Path) -> None:
+    """A private server of its own: stopping the shared one would disturb other tests."""
+    with MariaDB(shared_dir / "own") as own:
+        own.sql(
+            "CREATE TABLE alias (address VARCHAR(255), goto TEXT);"
+            "INSERT INTO alias VALUES ('a@example.com', 'b@example.net');"
+        )
+        cf = write_cf(
+            shared_dir,
+            "own.cf",
+            connection(own) + VARIANTS["plain"] + "\nretry_interval = 1\n",
+        )
+        with open_mysql(cf) as table:
+            assert table.lookup("a@example.com") == "b@example.net"
+            own.stop()
+            with pytest.raises(TemporaryLookupError):
+                table.lookup("a@example.com")
+            with pytest.raises(TemporaryLookupError):  # still down: never "not found"
+                table.lookup("nobody@example.com")
+            own.start()
+            time.sleep(1.1)  # the failed host is skipped for retry_interval
+            assert table.lookup("a@example.com") == "b@example.net"
+            assert table.lookup("nobody@example.com") is None
