@@ -33,6 +33,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "mysql": "mailmaps.backends.mysql:MysqlTable",
     "nis": "mailmaps.backends.nis:NisTable",
     "pcre": "mailmaps.backends.pcre:PcreTable",
+    "pgsql": "mailmaps.backends.pgsql:PgsqlTable",
     "proxy": "mailmaps.backends.proxy:ProxyTable",
     "regexp": "mailmaps.backends.regexp:RegexpTable",
     "sqlite": "mailmaps.backends.sqlite:SqliteTable",

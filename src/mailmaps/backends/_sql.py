@@ -9,16 +9,26 @@ Subclasses connect and run one query (:meth:`SqlTable._run`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import random
+import threading
+import time
 from collections.abc import Sequence
-from typing import ClassVar, Self
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 from mailmaps.backends._base import BaseTable
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext, legacy_sql_query
-from mailmaps.errors import ConfigError
+from mailmaps.errors import ConfigError, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
-__all__ = ["SqlTable"]
+log = logging.getLogger("mailmaps")
+
+__all__ = ["QueryFailed", "Server", "ServerTable", "SqlTable", "reason"]
+
+_RETRY_CONN_MAX = 100  # connection attempts per lookup (RETRY_CONN_MAX)
 
 
 class SqlTable(BaseTable):
@@ -86,3 +96,144 @@ class SqlTable(BaseTable):
         :raises TemporaryLookupError: no server answered, or the query failed.
         """
         raise NotImplementedError
+
+
+@dataclass
+class Server:
+    """One entry of a table's ``hosts`` list and its connection."""
+
+    spec: str  # as written in "hosts", for diagnostics
+    rank: int  # lower ranks are tried first: UNIX sockets 0, TCP 1, pgsql URIs 2
+    name: str | None  # host name, socket path or URI; None for the driver's default socket
+    port: int = 0
+    conn: Any = None
+    failed_until: float = 0.0  # skipped until then after a failure
+    last_used: float = 0.0
+
+
+class ServerTable(SqlTable):
+    """An SQL table served by a list of database servers (mysql, pgsql), used as Postfix uses
+    them (``plmysql_*``, ``plpgsql_*``):
+
+    * an open connection is reused, connections to UNIX sockets first, then TCP, then (pgsql)
+      connection URIs;
+    * when there is none, the untried and failed hosts are tried in random order, in the same
+      order of kinds; a host that fails to connect or to answer a query is closed and skipped for
+      ``retry_interval`` seconds, and the query moves on to the next host;
+    * a connection idle for ``idle_interval`` seconds is closed;
+    * when no host is left, the lookup is a temporary error: never "not found".
+
+    Subclasses parse hosts (:meth:`_parse_host`), connect (:meth:`_connect_server`) and query
+    (:meth:`_query_server`).  Lookups of one table are serialized, as in Postfix.
+    """
+
+    #: The product name in diagnostics ("mysql", "pgsql").
+    server_kind: ClassVar[str] = ""
+
+    def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
+        super().__init__(name, options, config)
+        hosts = config.get_str("hosts", "").replace(",", " ").split()
+        self.servers = [self._parse_host(h) for h in hosts or ["localhost"]]
+        self.retry_interval = config.get_int("retry_interval", 60)
+        self.idle_interval = config.get_int("idle_interval", 60)
+        self._lock = threading.Lock()
+
+    def _parse_host(self, spec: str) -> Server:
+        raise NotImplementedError
+
+    def _connect_server(self, server: Server) -> Any:
+        """Open a connection; raise with the driver's reason when that fails."""
+        raise NotImplementedError
+
+    def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
+        """Run the query for ``key`` on the server's connection; raise
+        :class:`_QueryFailed` with Postfix's warning text when it fails."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _disconnect(conn: Any) -> None:
+        with contextlib.suppress(Exception):  # it may be broken already
+            conn.close()
+
+    def _find(self, active: bool, now: float) -> Server | None:
+        """A random server of the lowest rank that is connected (``active``) or, else, that
+        may be tried now."""
+        candidates = [
+            s
+            for s in self.servers
+            if (s.conn is not None if active else s.conn is None and s.failed_until <= now)
+        ]
+        if not candidates:
+            return None
+        best = min(s.rank for s in candidates)
+        return random.choice([s for s in candidates if s.rank == best])
+
+    def _active(self) -> Server | None:
+        now = time.monotonic()
+        for server in self.servers:  # the idle timer
+            if server.conn is not None and now - server.last_used > self.idle_interval:
+                self._close_server(server)
+        found = self._find(True, now)
+        if found is not None:
+            return found
+        for _ in range(_RETRY_CONN_MAX - 1):
+            now = time.monotonic()
+            found = self._find(False, now)
+            if found is None:
+                return None
+            try:
+                found.conn = self._connect_server(found)
+            except Exception as exc:
+                log.warning(
+                    "connect to %s server %s: %s", self.server_kind, found.spec, reason(exc)
+                )
+                self._down(found)
+                continue
+            found.failed_until = 0.0
+            found.last_used = time.monotonic()
+            return found
+        return None
+
+    def _down(self, server: Server) -> None:
+        self._close_server(server)
+        server.failed_until = time.monotonic() + self.retry_interval
+
+    def _close_server(self, server: Server) -> None:
+        conn, server.conn = server.conn, None
+        if conn is not None:
+            self._disconnect(conn)
+
+    def _run(self, key: str) -> Sequence[Sequence[object]]:
+        with self._lock:
+            while True:
+                server = self._active()
+                if server is None:
+                    raise TemporaryLookupError(
+                        f"{self}: no {self.server_kind} server is available: try again later"
+                    )
+                try:
+                    rows = self._query_server(server, key)
+                except QueryFailed as exc:
+                    log.warning("%s", exc)
+                    self._down(server)
+                    continue
+                server.last_used = time.monotonic()
+                return rows
+
+    def close(self) -> None:
+        with self._lock:
+            for server in self.servers:
+                self._close_server(server)
+        super().close()
+
+
+class QueryFailed(Exception):
+    """A query failed on one server: the table moves on to the next."""
+
+
+def reason(exc: BaseException) -> str:
+    """A driver exception's message, without the numeric code PyMySQL puts first."""
+    args: tuple[object, ...] = getattr(exc, "args", ())
+    if len(args) == 2 and isinstance(args[0], int):
+        return str(args[1])
+    return str(exc).strip()
