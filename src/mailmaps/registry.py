@@ -34,11 +34,15 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "nis": "mailmaps.backends.nis:NisTable",
     "pcre": "mailmaps.backends.pcre:PcreTable",
     "pgsql": "mailmaps.backends.pgsql:PgsqlTable",
+    "pipemap": "mailmaps.backends.union:PipeTable",
     "proxy": "mailmaps.backends.proxy:ProxyTable",
     "regexp": "mailmaps.backends.regexp:RegexpTable",
+    "socketmap": "mailmaps.backends.socketmap:SocketmapTable",
     "sqlite": "mailmaps.backends.sqlite:SqliteTable",
     "static": "mailmaps.backends.static:StaticTable",
+    "tcp": "mailmaps.backends.tcp:TcpTable",
     "texthash": "mailmaps.backends.texthash:TexthashTable",
+    "unionmap": "mailmaps.backends.union:UnionTable",
     "unix": "mailmaps.backends.unix:UnixTable",
 }
 

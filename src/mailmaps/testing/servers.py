@@ -20,13 +20,24 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-__all__ = ["MariaDB", "PostgreSQL", "ServerError", "free_port"]
+__all__ = [
+    "MariaDB",
+    "PostgreSQL",
+    "ScriptedServer",
+    "ServerError",
+    "SocketmapScript",
+    "TcpMapScript",
+    "free_port",
+]
 
 #: Longest a server started here may live, in seconds.
 LIFETIME = 3600
@@ -348,3 +359,152 @@ class PostgreSQL(_Server):
         if done.returncode:
             raise ServerError(f"psql: {done.stderr.decode(errors='replace')}")
         return done.stdout.decode()
+
+
+# --- scripted lookup servers (tcp_table, socketmap) -----------------------------------------
+
+#: What a scripted server answers to one request: the raw bytes to send back (a reply may be
+#: malformed on purpose), or ``None`` to close the connection without answering.
+Script = Callable[[bytes], bytes | None]
+
+
+class TcpMapScript:
+    """A tcp_table(5) server script: ``get KEY`` lines answered from ``replies``.
+
+    :param replies: decoded key → value (``200``, %-encoded), ``None`` → ``500``; a key that
+        is not in it gets ``500 not found``.  ``raw`` keys get a literal reply line.
+    """
+
+    def __init__(
+        self, replies: Mapping[str, str | None], raw: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.replies = replies
+        self.raw = raw or {}
+        self.requests: list[bytes] = []
+
+    def __call__(self, line: bytes) -> bytes | None:
+        from mailmaps.backends.tcp import hex_quote, hex_unquote
+
+        self.requests.append(line)
+        if not line.startswith(b"get "):
+            return b"400 bad request\n"
+        decoded = hex_unquote(line[4:])
+        key = (decoded or b"").decode("utf-8", "surrogateescape")
+        if key in self.raw:
+            return self.raw[key]
+        value = self.replies.get(key)
+        if value is None:
+            return b"500 not found\n"
+        return b"200 " + hex_quote(value.encode("utf-8", "surrogateescape")) + b"\n"
+
+
+class SocketmapScript:
+    """A socketmap server script: ``NAME KEY`` netstrings answered from ``replies``.
+
+    :param replies: key → value (``OK value``), ``None`` → ``NOTFOUND``; unknown keys get
+        ``NOTFOUND``.  ``raw`` keys get literal bytes (a netstring or not).
+    """
+
+    def __init__(
+        self, replies: Mapping[str, str | None], raw: Mapping[str, bytes] | None = None
+    ) -> None:
+        self.replies = replies
+        self.raw = raw or {}
+        self.requests: list[bytes] = []
+
+    def __call__(self, payload: bytes) -> bytes | None:
+        from mailmaps.backends.socketmap import netstring
+
+        self.requests.append(payload)
+        _name, _, raw_key = payload.partition(b" ")
+        key = raw_key.decode("utf-8", "surrogateescape")
+        if key in self.raw:
+            return self.raw[key]
+        value = self.replies.get(key)
+        if value is None:
+            return netstring(b"NOTFOUND ")
+        return netstring(b"OK " + value.encode("utf-8", "surrogateescape"))
+
+
+class ScriptedServer:
+    """A threaded lookup server on 127.0.0.1 (or a UNIX socket) that answers with a script.
+
+    :param script: called with each request (a ``tcp:`` line without its newline, or a
+        socketmap netstring's payload) and returns the raw reply.
+    :param framing: ``"line"`` for tcp_table, ``"netstring"`` for socketmap.
+    :param unix_path: listen on this UNIX socket instead of a TCP port.
+    """
+
+    def __init__(self, script: Script, framing: str = "line", unix_path: str | None = None) -> None:
+        self.script = script
+        self.framing = framing
+        self.connections = 0
+        handler = self._handler()
+        server: socketserver.BaseServer
+        if unix_path is not None:
+            server = socketserver.ThreadingUnixStreamServer(unix_path, handler)
+            self.address = unix_path
+            self.port = 0
+        else:
+            server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+            self.port = server.server_address[1]
+            self.address = f"127.0.0.1:{self.port}"
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _handler(self) -> type[socketserver.StreamRequestHandler]:
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                outer.connections += 1
+                while True:
+                    try:
+                        request = outer._read(self.rfile)
+                        if request is None:
+                            return
+                        reply = outer.script(request)
+                        if reply is None:
+                            return
+                        self.wfile.write(reply)
+                        self.wfile.flush()
+                    except OSError:  # the client went away
+                        return
+
+        return Handler
+
+    def _read(self, rfile: object) -> bytes | None:
+        read = rfile.read  # type: ignore[attr-defined]
+        readline = rfile.readline  # type: ignore[attr-defined]
+        if self.framing == "line":
+            line: bytes = readline()
+            return line.rstrip(b"\n") if line.endswith(b"\n") else None
+        digits = b""
+        while True:
+            ch: bytes = read(1)
+            if not ch:
+                return None
+            if ch == b":":
+                break
+            digits += ch
+        data: bytes = read(int(digits or b"0") + 1)
+        return data[:-1]
+
+    def stop(self) -> None:
+        """Stop listening and wait for the server thread."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
