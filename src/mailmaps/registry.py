@@ -29,6 +29,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "fail": "mailmaps.backends.fail:FailTable",
     "hash": "mailmaps.backends.hashdb:HashTable",
     "inline": "mailmaps.backends.inline:InlineTable",
+    "ldap": "mailmaps.backends.ldap:LdapTable",
     "lmdb": "mailmaps.backends.lmdb:LmdbTable",
     "mysql": "mailmaps.backends.mysql:MysqlTable",
     "nis": "mailmaps.backends.nis:NisTable",

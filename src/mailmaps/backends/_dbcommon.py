@@ -44,16 +44,21 @@ class QueryContext:
     :param table: ``type:name`` of the table, for diagnostics.
     :param query: the query template (SQL query, LDAP filter).
     :param result_format: the result template.
+    :param more: other templates expanded with the key (an LDAP ``search_base``); a key must be
+        able to fill all of them.
     :raises ConfigError: a template uses an unknown ``%`` escape.
     """
 
-    def __init__(self, table: str, name: str, query: str, result_format: str) -> None:
+    def __init__(
+        self, table: str, name: str, query: str, result_format: str, *, more: tuple[str, ...] = ()
+    ) -> None:
         self.table = table
         self.name = name
         self.flags = 0
         self.nparts = 0
         self.domain: MatchList | None = None
-        self.query_dynamic = self._parse(query, True)
+        #: Whether each query template (``query`` and then ``more``) depends on the key.
+        self.dynamic = [self._parse(template, True) for template in (*more, query)]
         self._parse(result_format, False)
         self.query = query
         self.result_format = result_format
@@ -118,14 +123,16 @@ class QueryContext:
                 f"{self.table}: 'domain' pattern match failed for '{key}'"
             ) from exc
 
-    def expand_query(self, key: str, quote: Quote | None) -> str | None:
-        """The query for ``key``, or ``None`` when the key cannot fill the template (no
-        lookup: "not found")."""
+    def expand_query(
+        self, key: str, quote: Quote | None, template: str | None = None
+    ) -> str | None:
+        """The query for ``key`` (from ``template``, default the ``query``), or ``None`` when
+        the key cannot fill the templates (no lookup: "not found")."""
         if not key:
             log.warning('table "%s": empty query string -- ignored', self.table)
             return None
         out: list[str] = []
-        if not self._expand(self.query, key, None, out, quote):
+        if not self._expand(self.query if template is None else template, key, None, out, quote):
             return None
         return "".join(out)
 

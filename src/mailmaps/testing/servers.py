@@ -30,10 +30,12 @@ from types import TracebackType
 from typing import Self
 
 __all__ = [
+    "MAIL_SCHEMA",
     "MariaDB",
     "PostgreSQL",
     "ScriptedServer",
     "ServerError",
+    "Slapd",
     "SocketmapScript",
     "TcpMapScript",
     "free_port",
@@ -359,6 +361,126 @@ class PostgreSQL(_Server):
         if done.returncode:
             raise ServerError(f"psql: {done.stderr.decode(errors='replace')}")
         return done.stdout.decode()
+
+
+#: A small schema with the attributes Postfix's ldap_table(5) examples use, which no stock
+#: schema defines (OIDs under OpenLDAP's experimental arc).
+MAIL_SCHEMA = """\
+attributetype ( 1.3.6.1.4.1.4203.666.11.1 NAME 'mailacceptinggeneralid'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+attributetype ( 1.3.6.1.4.1.4203.666.11.2 NAME 'maildrop'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+attributetype ( 1.3.6.1.4.1.4203.666.11.3 NAME 'memberdn'
+    EQUALITY distinguishedNameMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.12 )
+attributetype ( 1.3.6.1.4.1.4203.666.11.4 NAME 'memberurl'
+    EQUALITY caseExactMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+attributetype ( 1.3.6.1.4.1.4203.666.11.5 NAME 'forwardto'
+    EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 )
+objectclass ( 1.3.6.1.4.1.4203.666.11.100 NAME 'mailRecipient' SUP top AUXILIARY
+    MAY ( mailacceptinggeneralid $ maildrop $ memberdn $ memberurl $ forwardto $ mail ) )
+"""
+
+
+class Slapd(_Server):
+    """An OpenLDAP server (Debian's ``slapd``) with the suffix :attr:`suffix`, loaded from an
+    LDIF text, listening on ``ldap://127.0.0.1:PORT`` and on ``ldapi://`` in its directory.
+
+    Everyone may read everything but passwords; :attr:`rootdn`/:attr:`rootpw` may write.  The
+    :data:`MAIL_SCHEMA` attributes are defined.  Entries with a ``userPassword`` can bind.
+
+    :param directory: where the configuration, database and socket go.
+    :param ldif: the entries (the suffix entry included).
+    """
+
+    suffix = "dc=example,dc=com"
+    rootdn = "cn=admin,dc=example,dc=com"
+    rootpw = "adminpw"
+
+    def __init__(self, directory: Path, ldif: str) -> None:
+        super().__init__(directory)
+        self.log = self.dir / "slapd.log"
+        self.socket = str(self.dir / "ldapi")
+        (self.dir / "mail.schema").write_text(MAIL_SCHEMA)
+        self.conf = self.dir / "slapd.conf"
+        self.conf.write_text(
+            "include /etc/ldap/schema/core.schema\n"
+            "include /etc/ldap/schema/cosine.schema\n"
+            "include /etc/ldap/schema/inetorgperson.schema\n"
+            f"include {self.dir / 'mail.schema'}\n"
+            f"pidfile {self.dir / 'slapd.pid'}\n"
+            "modulepath /usr/lib/ldap\n"
+            "moduleload back_mdb\n"
+            "sizelimit unlimited\n"
+            "database mdb\n"
+            "maxsize 104857600\n"
+            f'suffix "{self.suffix}"\n'
+            f'rootdn "{self.rootdn}"\n'
+            f"rootpw {self.rootpw}\n"
+            f"directory {self.dir / 'db'}\n"
+            "index objectClass,mail,mailacceptinggeneralid eq\n"
+            "access to attrs=userPassword by anonymous auth by * none\n"
+            "access to * by * read\n"
+        )
+        (self.dir / "db").mkdir(exist_ok=True)
+        (self.dir / "data.ldif").write_text(ldif)
+        done = subprocess.run(
+            ["slapadd", "-q", "-f", str(self.conf), "-l", str(self.dir / "data.ldif")],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode:
+            raise ServerError(f"slapadd failed: {done.stderr.decode(errors='replace')}")
+        if os.geteuid() == 0:
+            for path in [self.dir, *self.dir.rglob("*")]:
+                shutil.chown(path, "openldap", "openldap")
+        self.start()
+
+    @property
+    def url(self) -> str:
+        """``ldap://127.0.0.1:PORT``."""
+        return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldapi_url(self) -> str:
+        """The ``ldapi://`` URL of the server's UNIX socket."""
+        from urllib.parse import quote
+
+        return "ldapi://" + quote(self.socket, safe="")
+
+    def start(self) -> None:
+        """Start (or restart) the server on the same port and socket."""
+        if self._running():
+            return
+        user = ["-u", "openldap", "-g", "openldap"] if os.geteuid() == 0 else []
+        self._spawn(
+            [
+                "/usr/sbin/slapd",
+                "-d",
+                "0",
+                *user,
+                "-f",
+                str(self.conf),
+                "-h",
+                f"{self.url}/ {self.ldapi_url}/",
+            ],
+            self.log,
+        )
+
+        def ready() -> bool:
+            if not self._running():
+                raise ServerError(f"slapd exited\n{self.log.read_text(errors='replace')}")
+            return (
+                subprocess.run(
+                    ["ldapsearch", "-x", "-H", self.url, "-b", self.suffix, "-s", "base", "dn"],
+                    capture_output=True,
+                    check=False,
+                ).returncode
+                == 0
+            )
+
+        _wait(ready, "slapd", self.log)
 
 
 # --- scripted lookup servers (tcp_table, socketmap) -----------------------------------------

@@ -1,0 +1,567 @@
+"""``ldap:/etc/postfix/ldap-aliases.cf`` (or ``ldap:name`` with ``name_server_host`` and so on in
+main.cf): an LDAP directory, per ldap_table(5) (``dict_ldap.c``), through ldap3.
+
+A lookup expands ``search_base`` and ``query_filter`` with the key (``%s``, ``%u``, ``%d``,
+``%1``.., as for SQL tables), escaping what it substitutes: RFC 4514/2253 escapes (``\\XX``) of
+space, TAB, ``" # + , ; < > \\`` in the base, RFC 4515 escapes of ``* ( ) \\`` in the filter, so
+that a key only ever matches literally.  It searches with ``scope`` and asks for the result
+attributes; then, entry by entry in the server's order:
+
+* values of ``result_attribute`` (default ``maildrop``) go through ``result_format``;
+* values of ``special_result_attribute`` are DNs or LDAP URLs whose entries are expanded the same
+  way, recursively, up to ``recursion_limit`` levels (there is no loop detection: a cycle runs
+  into the limit, which fails the lookup); a DN that does not exist is skipped with a warning;
+* an entry with a ``terminal_result_attribute`` contributes only those values;
+* ``leaf_result_attribute`` values count only in entries that have no special attributes.
+
+Results are joined with commas.  More than ``expansion_limit`` results, more than
+``size_limit`` entries (default: ``expansion_limit``), a failed bind, a search error and a
+missing static ``search_base`` are temporary errors; a missing ``search_base`` that depends on the
+key is "not found".  A server that dropped the connection is reconnected once per lookup.
+
+``bind`` is ``yes``/``simple`` (with ``bind_dn`` and ``bind_pw``, anonymous when both are empty),
+``no``/``none``, or ``sasl`` (``sasl_mechs`` EXTERNAL, PLAIN or DIGEST-MD5, as ldap3 offers them);
+``version`` is 2 by default, as in Postfix (OpenLDAP 2.5 refuses version 2 binds unless it
+allows ``bind_v2``: set ``version = 3``); ``start_tls`` and the ``tls_*`` settings map to
+ldap3's TLS; ``timeout`` bounds connecting, binding and each search.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, ClassVar, Self
+from urllib.parse import quote, unquote, urlsplit
+
+from mailmaps.backends._base import BaseTable
+from mailmaps.backends._cfparser import TableConfig
+from mailmaps.backends._dbcommon import QueryContext
+from mailmaps.errors import BackendUnavailable, ConfigError, TemporaryLookupError
+from mailmaps.table import OpenOptions
+
+__all__ = ["LdapTable", "escape_dn_value", "escape_filter_value"]
+
+log = logging.getLogger("mailmaps")
+
+_NO_SUCH_OBJECT = 32
+_SIZE_LIMIT_EXCEEDED = 4
+_DEREF = ("NEVER", "SEARCH", "FINDING_BASE", "ALWAYS")
+_BIND = {"no": "none", "none": "none", "yes": "simple", "simple": "simple", "sasl": "sasl"}
+
+
+def escape_filter_value(text: str) -> str:
+    """Escape ``* ( ) \\`` as ``\\XX`` for a search filter (``rfc2254_quote()``)."""
+    return "".join(f"\\{ord(c):02X}" if c in "*()\\" else c for c in text)
+
+
+def escape_dn_value(text: str) -> str:
+    """Escape space, TAB, ``" # + , ; < > \\`` as ``\\XX`` for a DN (``rfc2253_quote()``)."""
+    return "".join(f"\\{ord(c):02X}" if c in ' \t"#+,;<>\\' else c for c in text)
+
+
+def _is_ldap_url(text: str) -> bool:
+    lowered = text.lower()
+    return lowered.startswith(("ldap://", "ldaps://", "ldapi://"))
+
+
+def _attr_relation(a1: str, a2: str) -> int:
+    """1 when ``a2`` is ``a1`` or its subtype (``a1;option``), -1 when ``a1`` is a subtype of
+    ``a2``, 0 when they differ (``attrdesc_subtype()``)."""
+    l1, l2 = a1.lower(), a2.lower()
+    if l1 == l2 or l2.startswith(l1 + ";"):
+        return 1
+    if l1.startswith(l2 + ";"):
+        return -1
+    return 0
+
+
+class LdapTable(BaseTable):
+    """An ``ldap:`` table (thread-safe: one search at a time per table, as in Postfix)."""
+
+    map_type: ClassVar[str] = "ldap"
+    fixed_keys: ClassVar[bool] = True
+
+    def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
+        try:
+            import ldap3
+        except ImportError as exc:
+            raise BackendUnavailable("ldap", "ldap", str(exc)) from exc
+        self._ldap3 = ldap3
+        super().__init__(name, options)
+        self.config = config
+        where = config.name
+        hosts = config.get_str("server_host", "localhost", 1)
+        port = config.get_int("server_port", 389)
+        self.version = config.get_int("version", 2, 2)
+        if self.version not in (2, 3):
+            log.warning("dict_ldap_open: %s Unknown version %d, using 2.", where, self.version)
+            self.version = 2
+        self.servers = self._parse_hosts(hosts, port)
+        scope = config.get_str("scope", "sub", 1).lower()
+        if scope not in ("sub", "one", "base"):
+            log.warning(
+                "dict_ldap_open: %s: Unrecognized value %s specified for scope; using sub",
+                where,
+                scope,
+            )
+            scope = "sub"
+        self.scope = {"sub": ldap3.SUBTREE, "one": ldap3.LEVEL, "base": ldap3.BASE}[scope]
+        self.search_base = config.get_str("search_base", "")
+        self.timeout = config.get_int("timeout", 10)
+        self.query_filter = config.get_str("query_filter", "(mailacceptinggeneralid=%s)")
+        result_format = config.get_str("result_format", None) or config.get_str(
+            "result_filter", "%s", 1
+        )
+        self.ctx = QueryContext(
+            str(self), where, self.query_filter, result_format, more=(self.search_base,)
+        )
+        self.dynamic_base, dynamic_filter = self.ctx.dynamic
+        if not dynamic_filter:
+            log.warning(
+                "dict_ldap_open: %s: Fixed query_filter %s is probably useless",
+                where,
+                self.query_filter,
+            )
+        self.ctx.parse_domain(config, options)
+        terminal = config.get_str("terminal_result_attribute", "").replace(",", " ").split()
+        leaf = config.get_str("leaf_result_attribute", "").replace(",", " ").split()
+        result = config.get_str("result_attribute", "maildrop").replace(",", " ").split()
+        special = config.get_str("special_result_attribute", "").replace(",", " ").split()
+        #: All requested attributes: terminal, leaf, ordinary, then special ones.
+        self.attributes = [*terminal, *leaf, *result, *special]
+        self.num_terminal = len(terminal)
+        self.num_leaf = len(leaf)
+        self.num_attributes = len(terminal) + len(leaf) + len(result)
+        bind = config.get_str("bind", "yes", 1)
+        if bind.lower() not in _BIND:
+            raise ConfigError(f"{where}: unsupported parameter value: bind = {bind}")
+        self.bind = _BIND[bind.lower()]
+        self.bind_dn = config.get_str("bind_dn", "")
+        self.bind_pw = config.get_str("bind_pw", "")
+        for obsolete in ("cache",):
+            if config.get_bool(obsolete, False):
+                log.warning("dict_ldap_open: %s ignoring %s", where, obsolete)
+        for obsolete in ("cache_expiry", "cache_size"):
+            if config.get_int(obsolete, -1) >= 0:
+                log.warning("dict_ldap_open: %s ignoring %s", where, obsolete)
+        self.recursion_limit = config.get_int("recursion_limit", 1000, 1)
+        self.expansion_limit = config.get_int("expansion_limit", 0)
+        self.size_limit = config.get_int("size_limit", self.expansion_limit)
+        dereference = config.get_int("dereference", 0)
+        if not 0 <= dereference <= 3:
+            log.warning(
+                "dict_ldap_open: %s Unrecognized value %d specified for dereference; using 0",
+                where,
+                dereference,
+            )
+            dereference = 0
+        self.dereference = _DEREF[dereference]
+        self.chase_referrals = config.get_bool("chase_referrals", False)
+        if self.bind == "sasl":
+            self.sasl_mechs = config.get_str("sasl_mechs", "")
+            self.sasl_realm = config.get_str("sasl_realm", "")
+            self.sasl_authz = config.get_str("sasl_authz_id", "")
+        self.start_tls = config.get_bool("start_tls", False)
+        if self.start_tls and self.version < 3:
+            log.warning("dict_ldap_open: %s start_tls requires protocol version 3", where)
+            self.version = 3
+        self._tls = self._tls_settings(config)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+        self._recursion = 0
+        self._expansion = 0
+        self._error: str | None = None
+
+    @classmethod
+    def open(cls, name: str, options: OpenOptions, *, writable: bool = False) -> Self:
+        """Read the table's settings (``name`` is a ``/path.cf`` or a main.cf prefix).
+
+        :raises ConfigError: opened for writing, the file cannot be read, or a setting is bad.
+        """
+        if writable:
+            raise ConfigError(f"ldap:{name} map requires O_RDONLY access mode")
+        return cls(name, options, TableConfig(name, options.main_config))
+
+    # -- configuration --------------------------------------------------------------------
+
+    def _parse_hosts(self, hosts: str, port: int) -> list[Any]:
+        """``server_host``: LDAP URLs, or host names with an optional ``:port``."""
+        ldap3 = self._ldap3
+        servers = []
+        for item in hosts.replace(",", " ").split():
+            if _is_ldap_url(item):
+                url = urlsplit(item)
+                scheme = url.scheme.lower()
+                if scheme != "ldap" and self.version != 3:
+                    log.warning("dict_ldap_open: URL scheme %s requires protocol version 3", scheme)
+                    self.version = 3
+                if scheme == "ldapi":
+                    path = unquote(url.netloc) or "/run/slapd/ldapi"
+                    servers.append(("ldapi://" + quote(path, safe=""), None, False))
+                    continue
+                default = 636 if scheme == "ldaps" else 389
+                servers.append(
+                    (url.hostname or "localhost", url.port or default, scheme == "ldaps")
+                )
+            else:
+                host, colon, text = item.rpartition(":")
+                if colon and text.isdigit():
+                    servers.append((host, int(text), False))
+                else:
+                    servers.append((item, port, False))
+        return [
+            ldap3.Server(host, port=p, use_ssl=ssl, get_info=ldap3.NONE) for host, p, ssl in servers
+        ]
+
+    def _tls_settings(self, config: TableConfig) -> Any:
+        import ssl
+
+        require = config.get_bool("tls_require_cert", False)
+        ca_file = config.get_str("tls_ca_cert_file", "")
+        ca_dir = config.get_str("tls_ca_cert_dir", "")
+        cert = config.get_str("tls_cert", "")
+        key = config.get_str("tls_key", "")
+        ciphers = config.get_str("tls_cipher_suite", "")
+        config.get_str("tls_random_file", "")
+        return self._ldap3.Tls(
+            validate=ssl.CERT_REQUIRED if require else ssl.CERT_NONE,
+            ca_certs_file=ca_file or None,
+            ca_certs_path=ca_dir or None,
+            local_certificate_file=cert or None,
+            local_private_key_file=key or None,
+            ciphers=ciphers or None,
+        )
+
+    # -- connecting -----------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        ldap3 = self._ldap3
+        for server in self.servers:
+            server.tls = self._tls
+            server.connect_timeout = self.timeout
+        pool = ldap3.ServerPool(self.servers, ldap3.FIRST, active=1, exhaust=True)
+        kwargs: dict[str, Any] = {
+            "version": self.version,
+            "auto_bind": ldap3.AUTO_BIND_NONE,
+            "read_only": True,
+            "receive_timeout": self.timeout,
+            "auto_referrals": self.chase_referrals,
+            "raise_exceptions": False,
+        }
+        if self.bind == "simple":
+            kwargs.update(authentication=ldap3.SIMPLE, user=self.bind_dn, password=self.bind_pw)
+            if not self.bind_dn and not self.bind_pw:
+                kwargs["authentication"] = ldap3.ANONYMOUS
+        elif self.bind == "sasl":
+            mech = (self.sasl_mechs.split() or ["EXTERNAL"])[0].upper()
+            credentials: Any = None
+            if mech == "DIGEST-MD5":
+                credentials = (
+                    self.sasl_realm or None,
+                    self.bind_dn,
+                    self.bind_pw,
+                    self.sasl_authz or None,
+                )
+            elif mech == "PLAIN":
+                credentials = (self.sasl_authz or "", self.bind_dn, self.bind_pw)
+            elif self.sasl_authz:
+                credentials = self.sasl_authz
+            kwargs.update(
+                authentication=ldap3.SASL, sasl_mechanism=mech, sasl_credentials=credentials
+            )
+        else:
+            kwargs["authentication"] = ldap3.ANONYMOUS
+        hosts = " ".join(_server_url(s) for s in self.servers)
+        try:
+            conn = ldap3.Connection(pool, **kwargs)
+            if not conn.open(read_server_info=False) and conn.closed:
+                raise OSError(conn.last_error or "cannot connect")
+            if self.start_tls and not conn.start_tls(read_server_info=False):
+                text = conn.last_error or conn.result.get("description", "")
+                self._unbind(conn)
+                raise TemporaryLookupError(f"dict_ldap_connect: Unable to set STARTTLS: {text}")
+            if self.bind != "none" and not conn.bind(read_server_info=False):
+                result = conn.result or {}
+                code = result.get("result", -1)
+                text = _ldap_error(code, result.get("description") or conn.last_error)
+                dn = self.bind_dn or "empty or implicit"
+                log.warning(
+                    "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
+                    hosts,
+                    dn,
+                    code,
+                    text,
+                )
+                self._unbind(conn)
+                raise TemporaryLookupError(
+                    f"{self}: unable to bind to server {hosts} with dn {dn}: {text}"
+                )
+        except TemporaryLookupError:
+            raise
+        except (ldap3.core.exceptions.LDAPException, OSError) as exc:
+            log.warning("dict_ldap_connect: Unable to connect to LDAP server %s: %s", hosts, exc)
+            raise TemporaryLookupError(f"{self}: cannot connect to LDAP server {hosts}") from exc
+        return conn
+
+    @staticmethod
+    def _unbind(conn: Any) -> None:
+        try:
+            conn.unbind()
+        except Exception:  # the connection is broken already
+            log.debug("ldap unbind failed", exc_info=True)
+
+    # -- searching ------------------------------------------------------------------------
+
+    def _search(
+        self, base: str, scope: Any, query: str, attributes: list[str]
+    ) -> tuple[int, list[Any]]:
+        """Search; return the LDAP result code and the entries (``search_st()``).
+
+        :raises ConnectionError: the server is unreachable (``LDAP_SERVER_DOWN``).
+        """
+        ldap3 = self._ldap3
+        conn = self._conn
+        if not query.startswith("("):
+            query = f"({query})"
+        try:
+            conn.search(
+                base,
+                query,
+                search_scope=scope,
+                attributes=attributes or [ldap3.NO_ATTRIBUTES],
+                size_limit=self.size_limit,
+                time_limit=self.timeout,
+                dereference_aliases=getattr(ldap3, f"DEREF_{self.dereference}"),
+            )
+        except ldap3.core.exceptions.LDAPInvalidFilterError:
+            return 87, []  # LDAP_FILTER_ERROR, as the server or libldap would say
+        except (ldap3.core.exceptions.LDAPCommunicationError, OSError) as exc:
+            raise ConnectionError(str(exc)) from exc
+        except ldap3.core.exceptions.LDAPException as exc:
+            if conn.closed:
+                raise ConnectionError(str(exc)) from exc
+            return 80, []  # LDAP_OTHER
+        result = conn.result or {}
+        code = int(result.get("result", 0))
+        entries = [r for r in (conn.response or []) if r.get("type") == "searchResEntry"]
+        return code, entries
+
+    def _lookup(self, key: str) -> str | None:
+        ctx = self.ctx
+        if ctx.domain is not None and not ctx.check_domain(key):
+            return None
+        base = ctx.expand_query(key, escape_dn_value, self.search_base)
+        if base is None:
+            return None
+        query = ctx.expand_query(key, escape_filter_value)
+        if query is None:
+            return None
+        with self._lock:
+            return self._lookup_locked(key, base, query)
+
+    def _lookup_locked(self, key: str, base: str, query: str) -> str | None:
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            code, entries = self._search(base, self.scope, query, self.attributes)
+        except ConnectionError:
+            self._unbind(self._conn)
+            self._conn = None
+            self._conn = self._connect()
+            try:
+                code, entries = self._search(base, self.scope, query, self.attributes)
+            except ConnectionError as exc:
+                self._unbind(self._conn)
+                self._conn = None
+                log.warning("dict_ldap_lookup: Search error: %s", exc)
+                raise TemporaryLookupError(f"{self}: search error: {exc}") from exc
+        if code == _NO_SUCH_OBJECT:
+            if self.dynamic_base:
+                return None
+            log.warning(
+                "dict_ldap_lookup: %s: Search base '%s' not found: %d: No such object",
+                self.config.name,
+                base,
+                code,
+            )
+            raise TemporaryLookupError(f"{self}: search base '{base}' not found")
+        if code != 0:
+            text = _ldap_error(code, (self._conn.result or {}).get("description"))
+            log.warning("dict_ldap_lookup: Search error %d: %s ", code, text)
+            self._unbind(self._conn)
+            self._conn = None
+            raise TemporaryLookupError(f"{self}: search error {code}: {text}")
+        out: list[str] = []
+        self._recursion = 0
+        self._expansion = 0
+        self._error = None
+        self._get_values(entries, out, key)
+        if self._error is not None:
+            raise TemporaryLookupError(f"{self}: {self._error}")
+        return "".join(out) or None
+
+    def _fail(self, text: str) -> None:
+        log.warning("%s", text)
+        if self._error is None:
+            self._error = text
+
+    def _get_values(self, entries: list[Any], out: list[str], key: str) -> None:
+        """Collect the values of ``entries`` into ``out``, recursing into special attributes
+        (``dict_ldap_get_values()``)."""
+        self._recursion += 1
+        level = self._recursion
+        try:
+            for count, entry in enumerate(entries, 1):
+                if self._error is None and self.size_limit and count > self.size_limit:
+                    self._fail(
+                        f"dict_ldap_get_values[{level}]: {self.config.name}: Query size limit "
+                        f"({self.size_limit}) exceeded"
+                    )
+                attrs: dict[str, list[bytes]] = entry.get("raw_attributes") or {}
+                self._entry_values(attrs, out, key, level)
+        finally:
+            self._recursion -= 1
+
+    def _values_of(self, attrs: dict[str, list[bytes]], wanted: str) -> list[bytes]:
+        for name, values in attrs.items():
+            if _attr_relation(wanted, name) > 0 and values:
+                return values
+        return []
+
+    def _entry_values(
+        self, attrs: dict[str, list[bytes]], out: list[str], key: str, level: int
+    ) -> None:
+        wanted = self.attributes
+        is_terminal = any(self._values_of(attrs, a) for a in wanted[: self.num_terminal])
+        is_leaf = True
+        if not is_terminal and self.num_leaf:
+            is_leaf = not any(self._values_of(attrs, a) for a in wanted[self.num_attributes :])
+        for name, raw_values in attrs.items():
+            if self._error is not None or not raw_values:
+                continue
+            index = next(
+                (i for i, a in enumerate(wanted) if _attr_relation(a, name) > 0), len(wanted)
+            )
+            values = [v.decode("utf-8", "surrogateescape") for v in raw_values]
+            if index < self.num_attributes or is_terminal:
+                if (is_terminal and index >= self.num_terminal) or (
+                    not is_leaf and index < self.num_terminal + self.num_leaf
+                ):
+                    continue
+                for value in values:
+                    self._add(value, out, key, level)
+                    if self._error is not None:
+                        break
+            elif index < len(wanted) and level < self.recursion_limit:
+                for value in values:
+                    self._expand_special(value, out, key, level)
+                    if self._error is not None:
+                        break
+            elif index < len(wanted):
+                self._fail(
+                    f"dict_ldap_get_values[{level}]: {self.config.name}: Recursion limit "
+                    f"exceeded for special attribute {name}={values[0]}"
+                )
+
+    def _add(self, value: str, out: list[str], key: str, level: int) -> None:
+        before = len(out)
+        # One value at a time through result_format, so that the expansion count is exact.
+        formatted = self.ctx.format_results([value], key, 0)
+        if formatted is None:
+            return
+        if before:
+            out.append(",")
+        out.append(formatted)
+        self._expansion += 1
+        if self.expansion_limit and self._expansion > self.expansion_limit:
+            self._fail(
+                f"dict_ldap_get_values[{level}]: {self.config.name}: Expansion limit exceeded "
+                f"for key: '{key}'"
+            )
+
+    def _expand_special(self, value: str, out: list[str], key: str, level: int) -> None:
+        ldap3 = self._ldap3
+        if _is_ldap_url(value):
+            try:
+                from ldap3.utils.uri import parse_uri
+
+                url = parse_uri(value)
+            except Exception as exc:
+                self._fail(f"dict_ldap_get_values[{level}]: malformed URL {value}: {exc}")
+                return
+            attrs = self._url_attributes(url.get("attributes") or [])
+            if attrs is None:
+                return
+            scope = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}.get(
+                str(url.get("scope") or "base").lower(), ldap3.BASE
+            )
+            base = url.get("base") or ""
+            query = url.get("filter") or "(objectclass=*)"
+        else:
+            attrs, scope, base, query = self.attributes, ldap3.BASE, value, "(objectclass=*)"
+        try:
+            code, entries = self._search(base, scope, query, attrs)
+        except ConnectionError as exc:
+            self._fail(f"dict_ldap_get_values[{level}]: search error: {exc}")
+            return
+        if code == 0:
+            self._get_values(entries, out, key)
+        elif code == _NO_SUCH_OBJECT:
+            log.warning("dict_ldap_get_values[%d]: DN %s not found, skipping ", level, value)
+        else:
+            text = _ldap_error(code, (self._conn.result or {}).get("description"))
+            self._fail(f"dict_ldap_get_values[{level}]: search error {code}: {text} ")
+
+    def _url_attributes(self, url_attrs: list[str]) -> list[str] | None:
+        """The attributes to ask a URL's search for: ours, narrowed to those the URL names
+        (``url_attrs()``); ``None`` when none is left."""
+        if not url_attrs:
+            return self.attributes
+        chosen = []
+        for a1 in url_attrs:
+            for a2 in self.attributes:
+                relation = _attr_relation(a1, a2)
+                if relation > 0:
+                    chosen.append(a2)
+                elif relation < 0:
+                    chosen.append(a1)
+        return chosen or None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._unbind(self._conn)
+                self._conn = None
+        super().close()
+
+
+def _server_url(server: Any) -> str:
+    if getattr(server, "ipc", False):
+        return f"ldapi://{quote(server.host, safe='')}"
+    scheme = "ldaps" if server.ssl else "ldap"
+    return f"{scheme}://{server.host}:{server.port}"
+
+
+_ERRORS = {
+    1: "Operations error",
+    2: "Protocol error",
+    3: "Time limit exceeded",
+    4: "Size limit exceeded",
+    7: "Auth method not supported",
+    8: "Strong(er) authentication required",
+    32: "No such object",
+    34: "Invalid DN syntax",
+    48: "Inappropriate authentication",
+    49: "Invalid credentials",
+    50: "Insufficient access",
+    51: "Server is busy",
+    52: "Server is unavailable",
+    53: "Server is unwilling to perform",
+    80: "Other (e.g., implementation specific) error",
+    87: "Bad search filter",
+}
+
+
+def _ldap_error(code: int, fallback: object = None) -> str:
+    """OpenLDAP's ``ldap_err2string()`` text for a result code."""
+    return _ERRORS.get(code) or str(fallback or f"LDAP error {code}")
