@@ -21,8 +21,8 @@ key is "not found".  A server that dropped the connection is reconnected once pe
 
 ``bind`` is ``yes``/``simple`` (with ``bind_dn`` and ``bind_pw``, anonymous when both are empty),
 ``no``/``none``, or ``sasl`` (``sasl_mechs`` EXTERNAL, PLAIN or DIGEST-MD5, as ldap3 offers them);
-``version`` is 2 by default, as in Postfix (OpenLDAP 2.5 refuses version 2 binds unless it
-allows ``bind_v2``: set ``version = 3``); ``start_tls`` and the ``tls_*`` settings map to
+``version`` is 3 by default, as in Debian's Postfix (upstream's default is 2, which OpenLDAP 2.5
+refuses to bind with unless it allows ``bind_v2``); ``start_tls`` and the ``tls_*`` settings map to
 ldap3's TLS; ``timeout`` bounds connecting, binding and each search.
 """
 
@@ -92,7 +92,8 @@ class LdapTable(BaseTable):
         where = config.name
         hosts = config.get_str("server_host", "localhost", 1)
         port = config.get_int("server_port", 389)
-        self.version = config.get_int("version", 2, 2)
+        # Debian's Postfix (the reference) defaults to version 3; upstream's default is 2.
+        self.version = config.get_int("version", 3, 2)
         if self.version not in (2, 3):
             log.warning("dict_ldap_open: %s Unknown version %d, using 2.", where, self.version)
             self.version = 2
@@ -184,10 +185,10 @@ class LdapTable(BaseTable):
 
     # -- configuration --------------------------------------------------------------------
 
-    def _parse_hosts(self, hosts: str, port: int) -> list[Any]:
-        """``server_host``: LDAP URLs, or host names with an optional ``:port``."""
-        ldap3 = self._ldap3
-        servers = []
+    def _parse_hosts(self, hosts: str, port: int) -> list[tuple[str, int | None, bool]]:
+        """``server_host``: LDAP URLs, or host names with an optional ``:port``; return
+        (host or ldapi URL, port, TLS) for each."""
+        servers: list[tuple[str, int | None, bool]] = []
         for item in hosts.replace(",", " ").split():
             if _is_ldap_url(item):
                 url = urlsplit(item)
@@ -209,9 +210,7 @@ class LdapTable(BaseTable):
                     servers.append((host, int(text), False))
                 else:
                     servers.append((item, port, False))
-        return [
-            ldap3.Server(host, port=p, use_ssl=ssl, get_info=ldap3.NONE) for host, p, ssl in servers
-        ]
+        return servers
 
     def _tls_settings(self, config: TableConfig) -> Any:
         import ssl
@@ -235,11 +234,43 @@ class LdapTable(BaseTable):
     # -- connecting -----------------------------------------------------------------------
 
     def _connect(self) -> Any:
+        """Connect to the first server that answers, in ``server_host`` order (as libldap tries
+        a URL list), then STARTTLS and bind as configured."""
+        hosts = " ".join(_server_url(*s) for s in self.servers)
+        failure: BaseException | None = None
+        for host, port, ssl in self.servers:
+            try:
+                # A new Server each time: ldap3 remembers addresses that failed.
+                server = self._ldap3.Server(
+                    host,
+                    port=port,
+                    use_ssl=ssl,
+                    get_info=self._ldap3.NONE,
+                    tls=self._tls,
+                    connect_timeout=self.timeout,
+                )
+                conn = self._open(server)
+            except (self._ldap3.core.exceptions.LDAPException, OSError) as exc:
+                failure = exc
+                continue
+            if conn is not None:
+                return self._bind(conn, hosts)
+        code, text = -1, "Can't contact LDAP server"
+        dn = self.bind_dn or "empty or implicit"
+        if self.bind != "none":
+            log.warning(
+                "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
+                hosts,
+                dn,
+                code,
+                text,
+            )
+        raise TemporaryLookupError(f"{self}: cannot contact LDAP server {hosts}: {text}") from (
+            failure
+        )
+
+    def _open(self, server: Any) -> Any:
         ldap3 = self._ldap3
-        for server in self.servers:
-            server.tls = self._tls
-            server.connect_timeout = self.timeout
-        pool = ldap3.ServerPool(self.servers, ldap3.FIRST, active=1, exhaust=True)
         kwargs: dict[str, Any] = {
             "version": self.version,
             "auto_bind": ldap3.AUTO_BIND_NONE,
@@ -271,36 +302,32 @@ class LdapTable(BaseTable):
             )
         else:
             kwargs["authentication"] = ldap3.ANONYMOUS
-        hosts = " ".join(_server_url(s) for s in self.servers)
-        try:
-            conn = ldap3.Connection(pool, **kwargs)
-            if not conn.open(read_server_info=False) and conn.closed:
-                raise OSError(conn.last_error or "cannot connect")
-            if self.start_tls and not conn.start_tls(read_server_info=False):
-                text = conn.last_error or conn.result.get("description", "")
-                self._unbind(conn)
-                raise TemporaryLookupError(f"dict_ldap_connect: Unable to set STARTTLS: {text}")
-            if self.bind != "none" and not conn.bind(read_server_info=False):
-                result = conn.result or {}
-                code = result.get("result", -1)
-                text = _ldap_error(code, result.get("description") or conn.last_error)
-                dn = self.bind_dn or "empty or implicit"
-                log.warning(
-                    "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
-                    hosts,
-                    dn,
-                    code,
-                    text,
-                )
-                self._unbind(conn)
-                raise TemporaryLookupError(
-                    f"{self}: unable to bind to server {hosts} with dn {dn}: {text}"
-                )
-        except TemporaryLookupError:
-            raise
-        except (ldap3.core.exceptions.LDAPException, OSError) as exc:
-            log.warning("dict_ldap_connect: Unable to connect to LDAP server %s: %s", hosts, exc)
-            raise TemporaryLookupError(f"{self}: cannot connect to LDAP server {hosts}") from exc
+        conn = ldap3.Connection(server, **kwargs)
+        conn.open(read_server_info=False)
+        return None if conn.closed else conn
+
+    def _bind(self, conn: Any, hosts: str) -> Any:
+        if self.start_tls and not conn.start_tls(read_server_info=False):
+            text = conn.last_error or (conn.result or {}).get("description", "")
+            self._unbind(conn)
+            log.error("dict_ldap_connect: Unable to set STARTTLS: %s", text)
+            raise TemporaryLookupError(f"{self}: unable to set STARTTLS: {text}")
+        if self.bind != "none" and not conn.bind(read_server_info=False):
+            result = conn.result or {}
+            code = result.get("result", -1)
+            text = _ldap_error(code, result.get("description") or conn.last_error)
+            dn = self.bind_dn or "empty or implicit"
+            log.warning(
+                "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
+                hosts,
+                dn,
+                code,
+                text,
+            )
+            self._unbind(conn)
+            raise TemporaryLookupError(
+                f"{self}: unable to bind to server {hosts} with dn {dn}: {text}"
+            )
         return conn
 
     @staticmethod
@@ -492,8 +519,8 @@ class LdapTable(BaseTable):
             attrs = self._url_attributes(url.get("attributes") or [])
             if attrs is None:
                 return
-            scope = {"base": ldap3.BASE, "one": ldap3.LEVEL, "sub": ldap3.SUBTREE}.get(
-                str(url.get("scope") or "base").lower(), ldap3.BASE
+            scope = {"LEVEL": ldap3.LEVEL, "SUBTREE": ldap3.SUBTREE}.get(
+                str(url.get("scope") or "").upper(), ldap3.BASE
             )
             base = url.get("base") or ""
             query = url.get("filter") or "(objectclass=*)"
@@ -535,11 +562,10 @@ class LdapTable(BaseTable):
         super().close()
 
 
-def _server_url(server: Any) -> str:
-    if getattr(server, "ipc", False):
-        return f"ldapi://{quote(server.host, safe='')}"
-    scheme = "ldaps" if server.ssl else "ldap"
-    return f"{scheme}://{server.host}:{server.port}"
+def _server_url(host: str, port: int | None, ssl: bool) -> str:
+    if host.startswith("ldapi://"):
+        return host
+    return f"{'ldaps' if ssl else 'ldap'}://{host}:{port}"
 
 
 _ERRORS = {
