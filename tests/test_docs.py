@@ -12,7 +12,19 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 #: Pages whose examples are self-contained (others show /etc/postfix paths).
 PAGES = [
     DOCS / name
-    for name in ("patterns.md", "cidr.md", "configuration.md", "resolution.md", "access.md")
+    for name in (
+        "patterns.md",
+        "cidr.md",
+        "configuration.md",
+        "resolution.md",
+        "access.md",
+        "sqlite.md",
+        "mysql.md",
+        "pgsql.md",
+        "ldap.md",
+        "tcp.md",
+        "composite.md",
+    )
 ]
 
 

@@ -136,6 +136,32 @@ class QueryContext:
             return None
         return "".join(out)
 
+    def fillable(self, key: str) -> bool:
+        """Whether ``key`` can fill the query templates (what :meth:`expand_query` checks
+        before it builds anything), warning about an empty key as it does."""
+        if not key:
+            log.warning('table "%s": empty query string -- ignored', self.table)
+            return False
+        flags = self.flags
+        if not flags & (_KEY_DOMAIN | _KEY_USER):
+            return True
+        at = key.rfind("@")
+        if (at < 0 or at == len(key) - 1) and flags & _KEY_DOMAIN:
+            return False
+        if at == 0 and flags & _KEY_USER:
+            return False
+        if self.nparts:
+            labels = [p for p in key[at + 1 :].split(".") if p]
+            return len(labels) >= self.nparts
+        return True
+
+    def pieces(self, key: str, escapes: str) -> list[str]:
+        """The values of the ``%`` escapes ``escapes`` (e.g. ``"ud"``) for ``key``, unquoted;
+        the key must be one that :meth:`expand_query` accepts and must not contain NUL."""
+        out: list[str] = []
+        self._expand("\0".join(f"%{e}" for e in escapes), key, None, out, None)
+        return "".join(out).split("\0") if escapes else []
+
     def format_results(
         self, values: Iterable[object], key: str, limit: int, who: str = "dict_lookup"
     ) -> str | None:
@@ -145,6 +171,8 @@ class QueryContext:
         :raises TemporaryLookupError: more than ``limit`` results (``expansion_limit``; 0 is
             no limit).
         """
+        if self.result_format == "%s" and not limit:
+            return self._plain_results(values, key)
         out: list[str] = []
         count = 0
         for raw in values:
@@ -164,6 +192,19 @@ class QueryContext:
                         f"{self.table}: expansion limit exceeded for key: '{key}'"
                     )
         return "".join(out) or None
+
+    def _plain_results(self, values: Iterable[object], key: str) -> str | None:
+        """:meth:`format_results` for ``result_format = %s`` and no limit."""
+        out = []
+        for raw in values:
+            if raw is None:
+                continue
+            value = raw if isinstance(raw, str) else _text(raw)
+            if value:
+                out.append(value)
+            else:
+                log.warning('table "%s": empty lookup result for: "%s" -- ignored', self.table, key)
+        return ",".join(out) or None
 
     def _expand(
         self, template: str, value: str, key: str | None, out: list[str], quote: Quote | None

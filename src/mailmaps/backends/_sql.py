@@ -73,17 +73,23 @@ class SqlTable(BaseTable):
         return self.ctx.query
 
     def _lookup(self, key: str) -> str | None:
+        if not self._queryable(key):
+            return None
+        return self._results(key, self._run(key))
+
+    def _queryable(self, key: str) -> bool:
+        """Whether ``key`` (prepared) passes the ``domain`` filter and fills the template."""
         ctx = self.ctx
         if ctx.domain is not None and not ctx.check_domain(key):
-            return None
-        if ctx.expand_query(key, None) is None:  # the key cannot fill the template
-            return None
-        rows = self._run(key)
+            return False
+        return ctx.fillable(key)
+
+    def _results(self, key: str, rows: Sequence[Sequence[object]]) -> str | None:
         if self.all_columns:
             values = [value for row in rows for value in row]
         else:
             values = [row[0] if row else None for row in rows]
-        return ctx.format_results(values, key, self.expansion_limit, self._who)
+        return self.ctx.format_results(values, key, self.expansion_limit, self._who)
 
     @property
     def _who(self) -> str:
@@ -137,6 +143,70 @@ class ServerTable(SqlTable):
         self.retry_interval = config.get_int("retry_interval", 60)
         self.idle_interval = config.get_int("idle_interval", 60)
         self._lock = threading.Lock()
+
+    #: Keys sent to the server in one round trip by :meth:`lookup_many`.
+    pipeline_depth: ClassVar[int] = 64
+
+    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Look up many keys, sending up to :attr:`pipeline_depth` queries in one round trip
+        where the server allows it; the answers (and errors) are those of :meth:`lookup`."""
+        if len(keys) < 2 or not self._pipelining:
+            return super().lookup_many(keys)
+        answers: list[str | None] = []
+        depth = self.pipeline_depth
+        for start in range(0, len(keys), depth):
+            answers.extend(self._lookup_chunk(keys[start : start + depth]))
+        return answers
+
+    def _lookup_chunk(self, keys: Sequence[str]) -> list[str | None]:
+        prepared: list[str | None] = []
+        for key in keys:
+            ready = key if self._plain else self.prepare_key(key)
+            prepared.append(ready if ready is not None and self._queryable(ready) else None)
+        todo = [k for k in prepared if k is not None]
+        rows = self._run_batch(todo) if len(todo) > 1 else None
+        answers: list[str | None] = []
+        batch = iter(rows or ())
+        for key, ready in zip(keys, prepared, strict=True):
+            if ready is None:
+                answers.append(None)
+                continue
+            value = self._results(ready, next(batch) if rows is not None else self._run(ready))
+            if value is not None and self._utf8:
+                value = self._check_value(key, value)
+            answers.append(value)
+        return answers
+
+    @property
+    def _pipelining(self) -> bool:
+        """Whether queries may be sent several at a time: plain SELECTs only."""
+        template = self.ctx.query.strip().rstrip(";").strip()
+        return template[:7].upper() == "SELECT " and ";" not in template
+
+    def _run_batch(self, keys: list[str]) -> list[Sequence[Sequence[object]]] | None:
+        """The rows of each key's query, sent together on the active connection; ``None``
+        when that did not work out (the keys are then looked up one at a time, with the usual
+        failover and errors)."""
+        with self._lock:
+            server = self._active()
+            if server is None:
+                return None
+            try:
+                rows = self._query_batch(server, keys)
+            except Exception as exc:  # any surprise: drop the connection, go one at a time
+                log.debug("%s: pipelined queries failed: %s", self, exc)
+                rows = None
+            if rows is None or len(rows) != len(keys):
+                self._close_server(server)
+                return None
+            server.last_used = time.monotonic()
+            return rows
+
+    def _query_batch(
+        self, server: Server, keys: list[str]
+    ) -> list[Sequence[Sequence[object]]] | None:
+        """Run the queries of ``keys`` in one round trip; ``None`` if not possible."""
+        return None
 
     def _parse_host(self, spec: str) -> Server:
         raise NotImplementedError

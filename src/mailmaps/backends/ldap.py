@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import quote, unquote, urlsplit
 
 from mailmaps.backends._base import BaseTable
+from mailmaps.backends._ber import FilterError, Reader, decode_message, encode_search
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext
 from mailmaps.errors import BackendUnavailable, ConfigError, TemporaryLookupError
@@ -44,8 +46,9 @@ __all__ = ["LdapTable", "escape_dn_value", "escape_filter_value"]
 log = logging.getLogger("mailmaps")
 
 _NO_SUCH_OBJECT = 32
+_FILTER_ERROR = 87
 _SIZE_LIMIT_EXCEEDED = 4
-_DEREF = ("NEVER", "SEARCH", "FINDING_BASE", "ALWAYS")
+_TIMEOUT = -5  # LDAP_TIMEOUT
 _BIND = {"no": "none", "none": "none", "yes": "simple", "simple": "simple", "sasl": "sasl"}
 
 
@@ -106,7 +109,7 @@ class LdapTable(BaseTable):
                 scope,
             )
             scope = "sub"
-        self.scope = {"sub": ldap3.SUBTREE, "one": ldap3.LEVEL, "base": ldap3.BASE}[scope]
+        self.scope = {"base": 0, "one": 1, "sub": 2}[scope]
         self.search_base = config.get_str("search_base", "")
         self.timeout = config.get_int("timeout", 10)
         self.query_filter = config.get_str("query_filter", "(mailacceptinggeneralid=%s)")
@@ -156,7 +159,7 @@ class LdapTable(BaseTable):
                 dereference,
             )
             dereference = 0
-        self.dereference = _DEREF[dereference]
+        self.dereference = dereference
         self.chase_referrals = config.get_bool("chase_referrals", False)
         if self.bind == "sasl":
             self.sasl_mechs = config.get_str("sasl_mechs", "")
@@ -168,6 +171,10 @@ class LdapTable(BaseTable):
             self.version = 3
         self._tls = self._tls_settings(config)
         self._conn: Any = None
+        self._sock: Any = None
+        self._reader = Reader()
+        self._message_id = 1000
+        self._pending: dict[int, tuple[list[list[tuple[str, list[bytes]]]], int | None]] = {}
         self._lock = threading.Lock()
         self._recursion = 0
         self._expansion = 0
@@ -339,41 +346,106 @@ class LdapTable(BaseTable):
 
     # -- searching ------------------------------------------------------------------------
 
+    def _attach(self, conn: Any) -> Any:
+        """Use ``conn``'s socket for searches (ldap3 connected, negotiated TLS and bound)."""
+        self._sock = conn.socket
+        self._sock.settimeout(self.timeout or None)
+        self._reader = Reader()
+        self._pending = {}
+        return conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._unbind(self._conn)
+        self._conn = None
+        self._sock = None
+
+    def _send(self, base: str, scope: int, query: str, attributes: list[str]) -> int | None:
+        """Send a search; return its message ID, or ``None`` for a bad filter.
+
+        :raises ConnectionError: the server is unreachable (``LDAP_SERVER_DOWN``).
+        """
+        if not query.startswith("("):
+            query = f"({query})"
+        self._message_id = self._message_id % 2_000_000_000 + 1
+        message_id = self._message_id
+        try:
+            request = encode_search(
+                message_id,
+                base,
+                scope,
+                self.dereference,
+                self.size_limit,
+                self.timeout,
+                query,
+                attributes,
+            )
+        except FilterError:
+            return None
+        try:
+            self._sock.sendall(request)
+        except OSError as exc:
+            raise ConnectionError(str(exc) or "cannot send") from exc
+        self._pending[message_id] = ([], None)
+        return message_id
+
+    def _collect(self, message_id: int | None) -> tuple[int, list[list[tuple[str, list[bytes]]]]]:
+        """Wait for the answer to a search sent with :meth:`_send`: its result code and
+        entries (answers to other pending searches are kept for them).
+
+        :raises ConnectionError: the server went away.
+        """
+        if message_id is None:
+            return _FILTER_ERROR, []
+        while self._pending[message_id][1] is None:
+            data = self._reader.next_message()
+            if data is None:
+                try:
+                    chunk = self._sock.recv(65536)
+                except TimeoutError:
+                    self._pending.pop(message_id, None)
+                    return _TIMEOUT, []
+                except OSError as exc:
+                    raise ConnectionError(str(exc) or "connection lost") from exc
+                if not chunk:
+                    raise ConnectionError("Can't contact LDAP server")
+                self._reader.feed(chunk)
+                continue
+            try:
+                response = decode_message(data)
+            except ValueError as exc:
+                raise ConnectionError(str(exc)) from exc
+            if response.kind == "disconnect":
+                raise ConnectionError(response.message or "server disconnected")
+            slot = self._pending.get(response.message_id)
+            if slot is None:
+                continue
+            if response.kind == "entry":
+                slot[0].append(response.attributes)
+            elif response.kind == "done":
+                self._pending[response.message_id] = (slot[0], response.result_code)
+        entries, code = self._pending.pop(message_id)
+        assert code is not None
+        return code, entries
+
     def _search(
-        self, base: str, scope: Any, query: str, attributes: list[str]
-    ) -> tuple[int, list[Any]]:
+        self, base: str, scope: int, query: str, attributes: list[str]
+    ) -> tuple[int, list[list[tuple[str, list[bytes]]]]]:
         """Search; return the LDAP result code and the entries (``search_st()``).
 
         :raises ConnectionError: the server is unreachable (``LDAP_SERVER_DOWN``).
         """
-        ldap3 = self._ldap3
-        conn = self._conn
-        if not query.startswith("("):
-            query = f"({query})"
-        try:
-            conn.search(
-                base,
-                query,
-                search_scope=scope,
-                attributes=attributes or [ldap3.NO_ATTRIBUTES],
-                size_limit=self.size_limit,
-                time_limit=self.timeout,
-                dereference_aliases=getattr(ldap3, f"DEREF_{self.dereference}"),
-            )
-        except ldap3.core.exceptions.LDAPInvalidFilterError:
-            return 87, []  # LDAP_FILTER_ERROR, as the server or libldap would say
-        except (ldap3.core.exceptions.LDAPCommunicationError, OSError) as exc:
-            raise ConnectionError(str(exc)) from exc
-        except ldap3.core.exceptions.LDAPException as exc:
-            if conn.closed:
-                raise ConnectionError(str(exc)) from exc
-            return 80, []  # LDAP_OTHER
-        result = conn.result or {}
-        code = int(result.get("result", 0))
-        entries = [r for r in (conn.response or []) if r.get("type") == "searchResEntry"]
-        return code, entries
+        return self._collect(self._send(base, scope, query, attributes))
 
     def _lookup(self, key: str) -> str | None:
+        request = self._request(key)
+        if request is None:
+            return None
+        with self._lock:
+            return self._answer(key, *self._first_search(request))
+
+    def _request(self, key: str) -> tuple[str, str] | None:
+        """The search base and filter for ``key``; ``None`` when it is not looked up."""
         ctx = self.ctx
         if ctx.domain is not None and not ctx.check_domain(key):
             return None
@@ -383,25 +455,30 @@ class LdapTable(BaseTable):
         query = ctx.expand_query(key, escape_filter_value)
         if query is None:
             return None
-        with self._lock:
-            return self._lookup_locked(key, base, query)
+        return base, query
 
-    def _lookup_locked(self, key: str, base: str, query: str) -> str | None:
-        if self._conn is None:
-            self._conn = self._connect()
-        try:
-            code, entries = self._search(base, self.scope, query, self.attributes)
-        except ConnectionError:
-            self._unbind(self._conn)
-            self._conn = None
-            self._conn = self._connect()
+    def _first_search(
+        self, request: tuple[str, str]
+    ) -> tuple[str, int, list[list[tuple[str, list[bytes]]]]]:
+        """Search for a key, reconnecting once if the connection was lost."""
+        base, query = request
+        for attempt in range(2):
+            if self._conn is None:
+                self._conn = self._attach(self._connect())
             try:
                 code, entries = self._search(base, self.scope, query, self.attributes)
             except ConnectionError as exc:
-                self._unbind(self._conn)
-                self._conn = None
-                log.warning("dict_ldap_lookup: Search error: %s", exc)
+                self._disconnect()
+                if attempt == 0:
+                    continue
+                log.warning("dict_ldap_lookup: Search error -1: %s ", exc)
                 raise TemporaryLookupError(f"{self}: search error: {exc}") from exc
+            return base, code, entries
+        raise AssertionError("unreachable")
+
+    def _answer(
+        self, key: str, base: str, code: int, entries: list[list[tuple[str, list[bytes]]]]
+    ) -> str | None:
         if code == _NO_SUCH_OBJECT:
             if self.dynamic_base:
                 return None
@@ -413,10 +490,9 @@ class LdapTable(BaseTable):
             )
             raise TemporaryLookupError(f"{self}: search base '{base}' not found")
         if code != 0:
-            text = _ldap_error(code, (self._conn.result or {}).get("description"))
+            text = _ldap_error(code)
             log.warning("dict_ldap_lookup: Search error %d: %s ", code, text)
-            self._unbind(self._conn)
-            self._conn = None
+            self._disconnect()
             raise TemporaryLookupError(f"{self}: search error {code}: {text}")
         out: list[str] = []
         self._recursion = 0
@@ -427,12 +503,75 @@ class LdapTable(BaseTable):
             raise TemporaryLookupError(f"{self}: {self._error}")
         return "".join(out) or None
 
+    #: Searches sent at once by :meth:`lookup_many`.
+    pipeline_depth: ClassVar[int] = 64
+
+    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Look up many keys, with up to :attr:`pipeline_depth` searches in flight at once;
+        the answers (and errors) are those of :meth:`lookup`."""
+        answers: list[str | None] = []
+        depth = self.pipeline_depth
+        for start in range(0, len(keys), depth):
+            answers.extend(self._lookup_chunk(keys[start : start + depth]))
+        return answers
+
+    def _lookup_chunk(self, keys: Sequence[str]) -> list[str | None]:
+        requests: list[tuple[str, str] | None] = []
+        prepared: list[str | None] = []
+        for key in keys:
+            ready = key if self._plain else self.prepare_key(key)
+            prepared.append(ready)
+            requests.append(self._request(ready) if ready is not None else None)
+        with self._lock:
+            sent = self._send_all(requests)
+            answers: list[str | None] = []
+            for key, ready, request, message_id in zip(keys, prepared, requests, sent, strict=True):
+                if ready is None or request is None:
+                    answers.append(None)
+                    continue
+                result = None
+                if message_id is not None:
+                    try:
+                        code, entries = self._collect(message_id)
+                        result = (request[0], code, entries)
+                    except ConnectionError:
+                        self._disconnect()
+                        sent = [None] * len(sent)  # the rest go one at a time
+                if result is None:
+                    result = self._first_search(request)
+                value = self._answer(ready, *result)
+                if value is not None and self._utf8:
+                    value = self._check_value(key, value)
+                answers.append(value)
+            return answers
+
+    def _send_all(self, requests: list[tuple[str, str] | None]) -> list[int | None]:
+        """Send the searches of a chunk; ``None`` for those to be made one at a time."""
+        if sum(r is not None for r in requests) < 2:
+            return [None] * len(requests)
+        try:
+            if self._conn is None:
+                self._conn = self._attach(self._connect())
+            sent: list[int | None] = []
+            for request in requests:
+                if request is None:
+                    sent.append(None)
+                    continue
+                message_id = self._send(request[0], self.scope, request[1], self.attributes)
+                sent.append(message_id if message_id is not None else None)
+            return sent
+        except ConnectionError:
+            self._disconnect()
+            return [None] * len(requests)
+
     def _fail(self, text: str) -> None:
         log.warning("%s", text)
         if self._error is None:
             self._error = text
 
-    def _get_values(self, entries: list[Any], out: list[str], key: str) -> None:
+    def _get_values(
+        self, entries: list[list[tuple[str, list[bytes]]]], out: list[str], key: str
+    ) -> None:
         """Collect the values of ``entries`` into ``out``, recursing into special attributes
         (``dict_ldap_get_values()``)."""
         self._recursion += 1
@@ -444,26 +583,25 @@ class LdapTable(BaseTable):
                         f"dict_ldap_get_values[{level}]: {self.config.name}: Query size limit "
                         f"({self.size_limit}) exceeded"
                     )
-                attrs: dict[str, list[bytes]] = entry.get("raw_attributes") or {}
-                self._entry_values(attrs, out, key, level)
+                self._entry_values(entry, out, key, level)
         finally:
             self._recursion -= 1
 
-    def _values_of(self, attrs: dict[str, list[bytes]], wanted: str) -> list[bytes]:
-        for name, values in attrs.items():
+    def _values_of(self, attrs: list[tuple[str, list[bytes]]], wanted: str) -> list[bytes]:
+        for name, values in attrs:
             if _attr_relation(wanted, name) > 0 and values:
                 return values
         return []
 
     def _entry_values(
-        self, attrs: dict[str, list[bytes]], out: list[str], key: str, level: int
+        self, attrs: list[tuple[str, list[bytes]]], out: list[str], key: str, level: int
     ) -> None:
         wanted = self.attributes
         is_terminal = any(self._values_of(attrs, a) for a in wanted[: self.num_terminal])
         is_leaf = True
         if not is_terminal and self.num_leaf:
             is_leaf = not any(self._values_of(attrs, a) for a in wanted[self.num_attributes :])
-        for name, raw_values in attrs.items():
+        for name, raw_values in attrs:
             if self._error is not None or not raw_values:
                 continue
             index = next(
@@ -507,7 +645,6 @@ class LdapTable(BaseTable):
             )
 
     def _expand_special(self, value: str, out: list[str], key: str, level: int) -> None:
-        ldap3 = self._ldap3
         if _is_ldap_url(value):
             try:
                 from ldap3.utils.uri import parse_uri
@@ -519,13 +656,11 @@ class LdapTable(BaseTable):
             attrs = self._url_attributes(url.get("attributes") or [])
             if attrs is None:
                 return
-            scope = {"LEVEL": ldap3.LEVEL, "SUBTREE": ldap3.SUBTREE}.get(
-                str(url.get("scope") or "").upper(), ldap3.BASE
-            )
+            scope = {"LEVEL": 1, "SUBTREE": 2}.get(str(url.get("scope") or "").upper(), 0)
             base = url.get("base") or ""
             query = url.get("filter") or "(objectclass=*)"
         else:
-            attrs, scope, base, query = self.attributes, ldap3.BASE, value, "(objectclass=*)"
+            attrs, scope, base, query = self.attributes, 0, value, "(objectclass=*)"
         try:
             code, entries = self._search(base, scope, query, attrs)
         except ConnectionError as exc:
@@ -536,8 +671,7 @@ class LdapTable(BaseTable):
         elif code == _NO_SUCH_OBJECT:
             log.warning("dict_ldap_get_values[%d]: DN %s not found, skipping ", level, value)
         else:
-            text = _ldap_error(code, (self._conn.result or {}).get("description"))
-            self._fail(f"dict_ldap_get_values[{level}]: search error {code}: {text} ")
+            self._fail(f"dict_ldap_get_values[{level}]: search error {code}: {_ldap_error(code)} ")
 
     def _url_attributes(self, url_attrs: list[str]) -> list[str] | None:
         """The attributes to ask a URL's search for: ours, narrowed to those the URL names
@@ -556,9 +690,7 @@ class LdapTable(BaseTable):
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._unbind(self._conn)
-                self._conn = None
+            self._disconnect()
         super().close()
 
 
@@ -569,6 +701,8 @@ def _server_url(host: str, port: int | None, ssl: bool) -> str:
 
 
 _ERRORS = {
+    -5: "Timed out",
+    -1: "Can't contact LDAP server",
     1: "Operations error",
     2: "Protocol error",
     3: "Time limit exceeded",

@@ -150,3 +150,22 @@ class MysqlTable(ServerTable):
         if problem:
             raise QueryFailed(f"{self}: {problem}")
         return first or []
+
+    def _query_batch(
+        self, server: Server, keys: list[str]
+    ) -> list[Sequence[Sequence[object]]] | None:
+        conn = server.conn
+        template = self.ctx.query.strip().rstrip(";")
+        queries = [
+            self.ctx.expand_query(key, lambda s: conn.escape(s)[1:-1], template) for key in keys
+        ]
+        results: list[Sequence[Sequence[object]]] = []
+        with conn.cursor() as cursor:
+            cursor.execute(";".join(q for q in queries if q is not None))
+            while True:
+                if cursor.description is None:
+                    return None
+                results.append(list(cursor.fetchall()))
+                if not cursor.nextset():
+                    break
+        return results

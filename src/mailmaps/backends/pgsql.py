@@ -146,3 +146,44 @@ class PgsqlTable(ServerTable):
             tuple(result.get_value(row, col) or b"" for col in columns)
             for row in range(result.ntuples)
         ]
+
+    def _query_batch(
+        self, server: Server, keys: list[str]
+    ) -> list[Sequence[Sequence[object]]] | None:
+        """libpq's pipeline mode: every query is sent, then every result read."""
+        pq = self._pq
+        conn = server.conn
+        escaping = pq.Escaping(conn)
+
+        def quote(text: str) -> str:
+            escaped: bytes = escaping.escape_string(text.encode("utf-8", "surrogateescape"))
+            return escaped.decode("utf-8", "surrogateescape")
+
+        queries = [self.ctx.expand_query(key, quote) for key in keys]
+        ok = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+        results: list[Sequence[Sequence[object]]] = []
+        # Any early return or exception leaves the connection in pipeline mode: the caller
+        # drops it.
+        conn.enter_pipeline_mode()
+        for query in queries:
+            assert query is not None
+            conn.send_query_params(query.encode("utf-8", "surrogateescape"), None)
+        conn.pipeline_sync()
+        for _ in queries:
+            result = conn.get_result()
+            if result is None or result.status not in ok:
+                return None
+            columns = range(result.nfields)
+            results.append(
+                [
+                    tuple(result.get_value(row, col) or b"" for col in columns)
+                    for row in range(result.ntuples)
+                ]
+            )
+            if conn.get_result() is not None:  # the end of this query's results
+                return None
+        sync = conn.get_result()
+        if sync is None or sync.status != pq.ExecStatus.PIPELINE_SYNC:
+            return None
+        conn.exit_pipeline_mode()
+        return results

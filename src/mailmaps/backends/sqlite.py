@@ -4,7 +4,10 @@ The ``.cf`` file names the database (``dbpath``) and the ``query`` (or the legac
 ``select_field``, ``where_field`` and ``additional_conditions``), with ``result_format``,
 ``domain`` and ``expansion_limit`` as for every SQL table.  Values substituted into the query are
 quoted as SQLite's ``%q`` does (a ``'`` is doubled), so the template supplies the quotes:
-``WHERE address='%s'``.  Only the first column of each row is a result.
+``WHERE address='%s'``.  Only the first column of each row is a result.  Where the template's
+escapes all sit inside string literals (``WHERE address='%s'``), the key's parts are bound as
+parameters of one compiled statement instead of being quoted into a new query text each time:
+the same comparison, without compiling the query for every key.
 
 This is the embedded default for SQL users without a server.  mailmaps opens the database
 read-only through Python's ``sqlite3`` module (the same SQLite library Postfix links): a missing
@@ -31,6 +34,73 @@ from mailmaps.table import OpenOptions
 __all__ = ["SqliteTable", "sqlite_quote"]
 
 
+_PARAMETER_CHARS = frozenset("?:@$")
+
+
+def parameterize(template: str) -> tuple[str, str] | None:
+    """Rewrite each string literal of a query template that holds ``%`` escapes as an
+    expression of bound parameters: ``'%u@%d'`` becomes ``(? || '@' || ?)``.
+
+    Return the SQL and the escapes in parameter order, or ``None`` when the template has escapes
+    outside string literals (or parameter markers of its own) and must be expanded as text.
+    Bound as TEXT, the parameters compare exactly as the quoted literal would, and SQLite can
+    reuse the compiled statement for every key.
+    """
+    out: list[str] = []
+    escapes: list[str] = []
+    i, n = 0, len(template)
+    while i < n:
+        c = template[i]
+        if c == "'":
+            parts: list[str] = []
+            buf: list[str] = []
+            dynamic = False
+            j = i + 1
+            while True:
+                if j >= n:
+                    return None  # an unterminated literal: let SQLite report it
+                ch = template[j]
+                if ch == "'":
+                    if template[j + 1 : j + 2] == "'":
+                        buf.append("''")
+                        j += 2
+                        continue
+                    break
+                if ch == "%":
+                    escape = template[j + 1 : j + 2]
+                    if escape == "%":
+                        buf.append("%")
+                    else:
+                        if buf:
+                            parts.append("'" + "".join(buf) + "'")
+                            buf = []
+                        parts.append("?")
+                        escapes.append(escape)
+                        dynamic = True
+                    j += 2
+                    continue
+                buf.append(ch)
+                j += 1
+            if dynamic:
+                if buf:
+                    parts.append("'" + "".join(buf) + "'")
+                out.append("(" + " || ".join(parts) + ")")
+            else:
+                out.append(template[i : j + 1])
+            i = j + 1
+        elif c == "%":
+            if template[i + 1 : i + 2] != "%":
+                return None
+            out.append("%")
+            i += 2
+        elif c in _PARAMETER_CHARS or c in '"`[' or template.startswith(("--", "/*"), i):
+            return None  # identifiers, comments or markers: keep the text path simple
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), "".join(escapes)
+
+
 def sqlite_quote(text: str) -> str:
     """Quote ``text`` for use inside ``'...'`` in an SQLite query (``sqlite3_mprintf("%q")``)."""
     return text.replace("'", "''")
@@ -44,6 +114,7 @@ class SqliteTable(SqlTable):
 
     def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
         super().__init__(name, options, config)
+        self._parameterized = parameterize(self.ctx.query)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -70,16 +141,19 @@ class SqliteTable(SqlTable):
         return conn
 
     def _run(self, key: str) -> Sequence[Sequence[object]]:
-        query = self.ctx.expand_query(key, sqlite_quote)
-        assert query is not None
         conn = self._connect()
+        fast = self._parameterized
         try:
-            cursor = conn.execute(query)
+            if fast is not None and "\0" not in key:
+                cursor = conn.execute(fast[0], self.ctx.pieces(key, fast[1]))
+            else:
+                cursor = conn.execute(self._text_query(key))
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if "locked" in text or "busy" in text or "disk I/O" in text:
                 raise TemporaryLookupError(
-                    f"dict_sqlite_lookup: {self.name}: SQL step failed for query '{query}': {text}"
+                    f"dict_sqlite_lookup: {self.name}: SQL step failed for query "
+                    f"'{self._text_query(key)}': {text}"
                 ) from exc
             raise PermanentLookupError(
                 f"dict_sqlite_lookup: {self.name}: SQL prepare failed: {text}"
@@ -97,9 +171,15 @@ class SqliteTable(SqlTable):
             rows: list[Sequence[object]] = cursor.fetchall()
         except sqlite3.Error as exc:
             raise TemporaryLookupError(
-                f"dict_sqlite_lookup: {self.name}: SQL step failed for query '{query}': {exc}"
+                f"dict_sqlite_lookup: {self.name}: SQL step failed for query "
+                f"'{self._text_query(key)}': {exc}"
             ) from exc
         return [tuple(_sqlite_text(v) for v in row[:1]) for row in rows]
+
+    def _text_query(self, key: str) -> str:
+        query = self.ctx.expand_query(key, sqlite_quote)
+        assert query is not None
+        return query
 
     def close(self) -> None:
         with self._lock:
