@@ -257,13 +257,22 @@ class Resolver:
         return self._open(name, stage, regsub=regsub, relabel=False)
 
     def _open(
-        self, name: str, stage: str, *, regsub: bool = True, relabel: bool = True
+        self,
+        name: str,
+        stage: str,
+        *,
+        regsub: bool = True,
+        relabel: bool = True,
+        paranoid: bool = False,
     ) -> MapList | None:
         value = self._get(name)
         if not value.strip():
             return None
         options = OpenOptions(
-            utf8=self._bool("smtputf8_enable"), regsub=regsub, main_config=self.config
+            utf8=self._bool("smtputf8_enable"),
+            regsub=regsub,
+            paranoid=paranoid,
+            main_config=self.config,
         )
         tables = [self.table(spec, options) for spec in split_list(value)]
         maps = MapList(tables, options, title=name)
@@ -287,6 +296,8 @@ class Resolver:
         key = f"{parsed.type}:{parsed.name}"
         if parsed.type in ("regexp", "pcre") and not options.regsub:
             key += " (no $n)"
+        if options.paranoid:
+            key += " (paranoid)"
         table = self._tables.get(key)
         if table is None:
             try:
@@ -367,7 +378,8 @@ class Resolver:
         self.virtual_uid = self._open("virtual_uid_maps", "virtual_mailbox")
         self.virtual_gid = self._open("virtual_gid_maps", "virtual_mailbox")
         self.virtual_minimum_uid = self.config.get_int("virtual_minimum_uid")
-        aliases = self._open("alias_maps", "local", regsub=False)
+        # local(8) opens these as security-sensitive: no tcp: or socketmap: answers.
+        aliases = self._open("alias_maps", "local", regsub=False, paranoid=True)
         self.local = LocalAgent(
             self.config.settings(
                 LocalSettings,
@@ -380,7 +392,7 @@ class Resolver:
                 mailbox_transport=_lookup(
                     self._open("mailbox_transport_maps", "local", regsub=False)
                 ),
-                mailbox_command=_lookup(self._open("mailbox_command_maps", "local")),
+                mailbox_command=_lookup(self._open("mailbox_command_maps", "local", paranoid=True)),
                 fallback_transport=_lookup(
                     self._open("fallback_transport_maps", "local", regsub=False)
                 ),

@@ -65,6 +65,9 @@ class OpenOptions:
     :param regsub: allow ``$n`` substitution in regexp and pcre results.  Postfix opens
         transport_maps, the sender-dependent maps and alias_maps without it
         (``DICT_FLAG_NO_REGSUB``): rules that use ``$n`` are skipped with a warning.
+    :param paranoid: the table holds security-sensitive data (``DICT_FLAG_PARANOID``, as
+        local(8) opens ``alias_maps``): tables whose answers come from unauthenticated sources
+        (``tcp:``, ``socketmap:``) refuse to open.
     :param main_config: main.cf, for tables that read their settings from it (the obsolete
         ``ldap:name`` form, whose settings are ``name_server_host`` and so on).  ``None``:
         read ``main.cf`` from ``$MAIL_CONFIG`` or ``/etc/postfix`` when such a table is opened.
@@ -78,6 +81,7 @@ class OpenOptions:
     lock: bool = True
     lmdb_map_size: int = 16777216
     regsub: bool = True
+    paranoid: bool = False
     main_config: MainConfig | None = field(default=None, compare=False, hash=False, repr=False)
 
     def but(self, **changes: object) -> OpenOptions:

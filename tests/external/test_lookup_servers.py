@@ -207,3 +207,46 @@ def test_composites_fold_like_their_first_member(
     ):
         status, out, _, _ = batch(conf, spec, keys)
         assert status == 0 and out
+
+
+def test_not_allowed_for_security_sensitive_tables(tcp_server: ScriptedServer) -> None:
+    from mailmaps.errors import ConfigError
+    from mailmaps.table import OpenOptions
+
+    for spec in (f"tcp:{tcp_server.address}", f"socketmap:inet:{tcp_server.address}:m"):
+        with pytest.raises(ConfigError, match="not allowed for security sensitive data"):
+            open_table(spec, OpenOptions(paranoid=True))
+    # Inside a composite, the member becomes a table whose lookups fail.
+    union = f"unionmap:{{tcp:{tcp_server.address}}}"
+    with (
+        open_table(union, OpenOptions(paranoid=True)) as table,
+        pytest.raises(TemporaryLookupError),
+    ):
+        table.lookup("Foo@Example.com")
+
+
+def test_resolver_refuses_tcp_alias_maps(tmp_path: Path) -> None:
+    """local(8) opens alias_maps as security-sensitive: a tcp: alias table defers the mail."""
+    from mailmaps.config import MainConfig
+    from mailmaps.resolver import Resolver
+
+    script = TcpMapScript({"foo": "bar"})
+    with ScriptedServer(script) as server:
+        config = MainConfig(
+            {
+                "myhostname": "mx.example.com",
+                "mydestination": "$myhostname",
+                "alias_maps": f"tcp:{server.address}",
+                "local_recipient_maps": "",
+            },
+            str(tmp_path),
+        )
+        with Resolver(config) as resolver:
+            result = resolver.resolve("Foo@mx.example.com")
+    [final] = result.recipients
+    assert (final.status, final.dsn, final.text) == (
+        "undeliverable",
+        "4.3.0",
+        "alias database unavailable",
+    )
+    assert script.requests == []  # the server was never asked

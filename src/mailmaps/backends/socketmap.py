@@ -57,6 +57,10 @@ class SocketmapTable(BaseTable):
     timeout: ClassVar[float] = 100.0
 
     def __init__(self, name: str, options: OpenOptions) -> None:
+        if options.paranoid:
+            raise ConfigError(
+                f"{self.map_type}:{name} map is not allowed for security sensitive data"
+            )
         super().__init__(name, options)
         endpoint, colon, self.socketmap_name = name.rpartition(":")
         if not colon:

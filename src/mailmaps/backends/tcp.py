@@ -86,6 +86,10 @@ class TcpTable(BaseTable):
     retry_delay: ClassVar[float] = 1.0
 
     def __init__(self, name: str, options: OpenOptions) -> None:
+        if options.paranoid:
+            raise ConfigError(
+                f"{self.map_type}:{name} map is not allowed for security sensitive data"
+            )
         super().__init__(name, options)
         self.host, self.port = parse_endpoint(name)
         self._sock: socket.socket | None = None
