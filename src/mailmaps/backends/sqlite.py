@@ -115,6 +115,16 @@ class SqliteTable(SqlTable):
     def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
         super().__init__(name, options, config)
         self._parameterized = parameterize(self.ctx.query)
+        # The common case, ``WHERE x='%s'`` with plain results: a short path for lookups.
+        self._simple_sql = (
+            self._parameterized[0]
+            if self._parameterized is not None
+            and self._parameterized[1] == "s"
+            and self.ctx.domain is None
+            and self.ctx.result_format == "%s"
+            and not self.expansion_limit
+            else None
+        )
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -139,6 +149,20 @@ class SqliteTable(SqlTable):
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _lookup(self, key: str) -> str | None:
+        sql = self._simple_sql
+        if sql is None or not key or "\0" in key:
+            return super()._lookup(key)
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        try:
+            rows = (conn or self._connect()).execute(sql, (key,)).fetchall()
+        except sqlite3.Error:
+            return super()._lookup(key)  # the general path reports it
+        values = [row[0] for row in rows]
+        if all(type(v) is bytes and v for v in values):
+            return b",".join(values).decode("utf-8", "surrogateescape") or None
+        return self._results(key, [tuple(_sqlite_text(v) for v in row[:1]) for row in rows])
 
     def _run(self, key: str) -> Sequence[Sequence[object]]:
         conn = self._connect()
