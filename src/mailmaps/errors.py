@@ -90,7 +90,13 @@ class MapSyntaxError(ConfigError, ValueError):
 
 
 class LookupFailed(MailmapsError):
-    """A table operation failed; the answer is neither a value nor "not found"."""
+    """A table operation failed; the answer is neither a value nor "not found".
+
+    When ``lookup_many()`` fails, :attr:`partial` holds the answers for the keys before the
+    one that failed (in order), as a key-by-key loop would have had them.
+    """
+
+    partial: list[str | None] | None = None
 
 
 class TemporaryLookupError(LookupFailed):

@@ -25,9 +25,9 @@ def confdir(directory: Path, main_cf: str = "compatibility_level = 3.6\n") -> Pa
     return conf
 
 
-def batch(conf: Path, spec: str, keys: list[str], *flags: str) -> tuple[int, bytes, bytes, str]:
-    """``postmap -q -`` with ``keys`` through both; return (status, real out, our out, real
-    stderr) after asserting the statuses are equal."""
+def batch(conf: Path, spec: str, keys: list[str], *flags: str) -> tuple[int, bytes, str, str]:
+    """``postmap -q -`` with ``keys`` through both; assert equal status and output; return
+    (status, output, real stderr, our stderr)."""
     data = "".join(f"{key}\n" for key in keys).encode()
     args = ["-c", str(conf), *flags, "-q", "-", spec]
     real = run_real(REAL_POSTMAP, args, data)
@@ -35,7 +35,7 @@ def batch(conf: Path, spec: str, keys: list[str], *flags: str) -> tuple[int, byt
     assert (ours.status, ours.out) == (real.status, real.out), (
         f"{spec}: keys {keys!r}\nreal stderr: {real.err}\nour stderr: {ours.err}"
     )
-    return real.status, real.out, ours.out, real.err
+    return real.status, real.out, real.err, ours.err
 
 
 def single(conf: Path, spec: str, key: str, *flags: str) -> tuple[int, bytes, str, str]:

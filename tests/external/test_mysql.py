@@ -289,3 +289,32 @@ def test_server_stopped_mid_run_then_back(shared_dir: Path) -> None:
             time.sleep(1.1)  # the failed host is skipped for retry_interval
             assert table.lookup("a@example.com") == "b@example.net"
             assert table.lookup("nobody@example.com") is None
+
+
+def test_option_file(server: MariaDB, shared_dir: Path, conf: Path) -> None:
+    """The user comes from a MySQL option file and group; the password never does, because
+    Postfix always passes one to the client library (an empty one when none is set)."""
+    options = shared_dir / "my.cnf"
+    options.write_text("[mailmaps]\nuser = postfix\npassword = pw\n")
+    options.chmod(0o644)
+    common = f"hosts = inet:127.0.0.1:{server.port}\ndbname = mailmaps\n" + VARIANTS["plain"]
+    group = f"\noption_file = {options}\noption_group = mailmaps\n"
+    keys = ["info@example.com", "nobody@example.com"]
+    cf = write_cf(shared_dir, "optfile.cf", common + group + "password = pw\n")
+    status, out, _, _ = batch(conf, f"mysql:{cf}", keys)
+    assert (status, out) == (0, b"info@example.com\talice@example.net,bob@example.net\n")
+    cf = write_cf(shared_dir, "optfile-nopw.cf", common + group)
+    status, out, real_err, our_err = batch(conf, f"mysql:{cf}", keys)
+    assert (status, out) == (1, b"")
+    assert "using password: NO" in real_err and "using password: NO" in our_err
+
+
+def test_error_in_the_middle_of_a_batch(server: MariaDB, shared_dir: Path, conf: Path) -> None:
+    """An error ends ``postmap -q -`` with what Postfix had written by then: whole 4096-byte
+    blocks of the answers before the failing key, not the rest (its stdout is buffered)."""
+    cf = write_cf(shared_dir, "mid.cf", connection(server) + VARIANTS["limit"].replace("3", "2"))
+    keys = ["info@example.com"] * 300 + ["many@example.com"] + ["info@example.com"] * 5
+    status, out, real_err, our_err = batch(conf, f"mysql:{cf}", keys)
+    assert status == 1
+    assert len(out) == 3 * 4096  # whole blocks of the 15 kB answered before the error
+    assert "Expansion limit exceeded" in real_err and "Expansion limit exceeded" in our_err

@@ -153,3 +153,25 @@ def test_server_stopped_mid_run_then_back(shared_dir: Path) -> None:
             time.sleep(1.1)
             assert table.lookup("a@example.com") == "b@example.net"
             assert table.lookup("nobody@example.com") is None
+
+
+def test_silent_server_is_temporary(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from mailmaps.backends.pgsql import PgsqlTable
+
+    monkeypatch.setattr(PgsqlTable, "connect_timeout", 1)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        cf = write_cf(
+            shared_dir,
+            "silent.cf",
+            f"hosts = 127.0.0.1:{port}\nuser = postfix\npassword = pw\ndbname = mailmaps\n"
+            + VARIANTS["plain"],
+        )
+        started = time.monotonic()
+        with open_table(f"pgsql:{cf}") as table, pytest.raises(TemporaryLookupError):
+            table.lookup("info@example.com")
+        assert time.monotonic() - started < 10

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-from mailmaps.errors import PermanentLookupError, UnsupportedOperation
+from mailmaps.errors import LookupFailed, PermanentLookupError, UnsupportedOperation
 from mailmaps.table import OpenOptions, TableBuilder
 from mailmaps.text import fold, is_valid_utf8, printable
 
@@ -31,6 +31,10 @@ class BaseTable:
 
     map_type: ClassVar[str] = ""
     fixed_keys: ClassVar[bool] = True
+    #: Whether looking keys up again gives the same answers and diagnostics (file tables).
+    #: Server-backed tables keep state (a host marked down, a dropped connection): a batch
+    #: that failed cannot be replayed, and ``postmap -q -`` reports it as it happens.
+    replayable: ClassVar[bool] = True
 
     def __init__(self, name: str, options: OpenOptions) -> None:
         self._name = name
@@ -121,9 +125,19 @@ class BaseTable:
         """Look up many keys at once; the answers are those :meth:`lookup` would give.
 
         Backends may answer a batch faster (one lock and one read transaction for all of it).
+
+        :raises LookupFailed: as :meth:`lookup`; its ``partial`` attribute holds the answers
+            for the keys before the one that failed.
         """
         lookup = self.lookup
-        return [lookup(key) for key in keys]
+        answers: list[str | None] = []
+        try:
+            for key in keys:
+                answers.append(lookup(key))
+        except LookupFailed as exc:
+            exc.partial = answers
+            raise
+        return answers
 
     def update(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` in a table opened writable.

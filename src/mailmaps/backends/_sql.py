@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Self
 from mailmaps.backends._base import BaseTable
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext, legacy_sql_query
-from mailmaps.errors import ConfigError, TemporaryLookupError
+from mailmaps.errors import ConfigError, LookupFailed, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
 log = logging.getLogger("mailmaps")
@@ -135,6 +135,7 @@ class ServerTable(SqlTable):
 
     #: The product name in diagnostics ("mysql", "pgsql").
     server_kind: ClassVar[str] = ""
+    replayable: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
         super().__init__(name, options, config)
@@ -154,18 +155,21 @@ class ServerTable(SqlTable):
             return super().lookup_many(keys)
         answers: list[str | None] = []
         depth = self.pipeline_depth
-        for start in range(0, len(keys), depth):
-            answers.extend(self._lookup_chunk(keys[start : start + depth]))
+        try:
+            for start in range(0, len(keys), depth):
+                self._lookup_chunk(keys[start : start + depth], answers)
+        except LookupFailed as exc:
+            exc.partial = answers
+            raise
         return answers
 
-    def _lookup_chunk(self, keys: Sequence[str]) -> list[str | None]:
+    def _lookup_chunk(self, keys: Sequence[str], answers: list[str | None]) -> None:
         prepared: list[str | None] = []
         for key in keys:
             ready = key if self._plain else self.prepare_key(key)
             prepared.append(ready if ready is not None and self._queryable(ready) else None)
         todo = [k for k in prepared if k is not None]
         rows = self._run_batch(todo) if len(todo) > 1 else None
-        answers: list[str | None] = []
         batch = iter(rows or ())
         for key, ready in zip(keys, prepared, strict=True):
             if ready is None:
@@ -175,7 +179,6 @@ class ServerTable(SqlTable):
             if value is not None and self._utf8:
                 value = self._check_value(key, value)
             answers.append(value)
-        return answers
 
     @property
     def _pipelining(self) -> bool:

@@ -38,7 +38,7 @@ from mailmaps.backends._base import BaseTable
 from mailmaps.backends._ber import FilterError, Reader, decode_message, encode_search
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext
-from mailmaps.errors import BackendUnavailable, ConfigError, TemporaryLookupError
+from mailmaps.errors import BackendUnavailable, ConfigError, LookupFailed, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
 __all__ = ["LdapTable", "escape_dn_value", "escape_filter_value"]
@@ -83,6 +83,7 @@ class LdapTable(BaseTable):
 
     map_type: ClassVar[str] = "ldap"
     fixed_keys: ClassVar[bool] = True
+    replayable: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OpenOptions, config: TableConfig) -> None:
         try:
@@ -261,8 +262,15 @@ class LdapTable(BaseTable):
                 failure = exc
                 continue
             if conn is not None:
-                return self._bind(conn, hosts)
+                try:
+                    return self._bind(conn, hosts)
+                except (self._ldap3.core.exceptions.LDAPException, OSError) as exc:
+                    self._unbind(conn)
+                    failure = exc
+                    break
         code, text = -1, "Can't contact LDAP server"
+        if failure is not None and "timed out" in str(failure):
+            code, text = _TIMEOUT, "Timed out"
         dn = self.bind_dn or "empty or implicit"
         if self.bind != "none":
             log.warning(
@@ -511,11 +519,15 @@ class LdapTable(BaseTable):
         the answers (and errors) are those of :meth:`lookup`."""
         answers: list[str | None] = []
         depth = self.pipeline_depth
-        for start in range(0, len(keys), depth):
-            answers.extend(self._lookup_chunk(keys[start : start + depth]))
+        try:
+            for start in range(0, len(keys), depth):
+                self._lookup_chunk(keys[start : start + depth], answers)
+        except LookupFailed as exc:
+            exc.partial = answers
+            raise
         return answers
 
-    def _lookup_chunk(self, keys: Sequence[str]) -> list[str | None]:
+    def _lookup_chunk(self, keys: Sequence[str], answers: list[str | None]) -> None:
         requests: list[tuple[str, str] | None] = []
         prepared: list[str | None] = []
         for key in keys:
@@ -524,7 +536,6 @@ class LdapTable(BaseTable):
             requests.append(self._request(ready) if ready is not None else None)
         with self._lock:
             sent = self._send_all(requests)
-            answers: list[str | None] = []
             for key, ready, request, message_id in zip(keys, prepared, requests, sent, strict=True):
                 if ready is None or request is None:
                     answers.append(None)
@@ -543,7 +554,6 @@ class LdapTable(BaseTable):
                 if value is not None and self._utf8:
                     value = self._check_value(key, value)
                 answers.append(value)
-            return answers
 
     def _send_all(self, requests: list[tuple[str, str] | None]) -> list[int | None]:
         """Send the searches of a chunk; ``None`` for those to be made one at a time."""

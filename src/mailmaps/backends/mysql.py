@@ -110,17 +110,39 @@ class MysqlTable(ServerTable):
             "write_timeout": self.read_timeout,
             "autocommit": True,
         }
+        options = self._option_file()
+        if not self.user and options.get("user"):
+            kwargs["user"] = options["user"]
         if server.rank == 0:
-            kwargs["unix_socket"] = server.name or self.default_socket
+            kwargs["unix_socket"] = server.name or options.get("socket") or self.default_socket
         else:
             kwargs["host"] = server.name
             kwargs["port"] = server.port or 3306
-        if self.option_file:
-            kwargs["read_default_file"] = self.option_file
-            kwargs["read_default_group"] = self.option_group or "client"
         if self._ssl is not None:
             kwargs["ssl"] = self._ssl
         return pymysql.connect(**kwargs)
+
+    def _option_file(self) -> dict[str, str]:
+        """The settings of ``option_group`` in ``option_file`` that apply: the client library
+        takes the user (when ``user`` is empty) and the default socket from it, but never the
+        password, because Postfix always passes one (an empty one when none is set)."""
+        if not self.option_file:
+            return {}
+        import configparser
+
+        parser = configparser.RawConfigParser(allow_no_value=True, strict=False)
+        try:
+            parser.read(self.option_file)
+        except configparser.Error:
+            return {}
+        group = self.option_group or "client"
+        if not parser.has_section(group):
+            return {}
+        return {
+            key: value.strip().strip("\"'")
+            for key, value in parser.items(group)
+            if key in ("user", "socket") and value
+        }
 
     def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
         conn = server.conn

@@ -53,6 +53,7 @@ class SocketmapTable(BaseTable):
 
     map_type: ClassVar[str] = "socketmap"
     fixed_keys: ClassVar[bool] = False
+    replayable: ClassVar[bool] = False
     #: Seconds allowed for connecting, sending and receiving (socketmap's 100 s).
     timeout: ClassVar[float] = 100.0
 

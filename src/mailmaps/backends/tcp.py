@@ -79,6 +79,7 @@ class TcpTable(BaseTable):
 
     map_type: ClassVar[str] = "tcp"
     fixed_keys: ClassVar[bool] = False
+    replayable: ClassVar[bool] = False
     #: Seconds allowed for connecting, sending and each reply (DICT_TCP_TMOUT).
     timeout: ClassVar[float] = 100.0
     #: Connection attempts per lookup, and the pause between them (DICT_TCP_MAXTRY, 1 s).

@@ -33,6 +33,9 @@ class _Composite(BaseTable):
 
     def __init__(self, name: str, options: OpenOptions, members: list[Table]) -> None:
         self.fixed_keys = members[0].fixed_keys  # type: ignore[misc]
+        self.replayable = all(  # type: ignore[misc]
+            getattr(member, "replayable", True) for member in members
+        )
         super().__init__(name, options)
         self.members = members
 

@@ -441,6 +441,9 @@ class _Session:
                 if any(b"\0" in raw for raw in raws):  # Postfix sees C strings
                     raws = [raw.partition(b"\0")[0] for raw in raws]
                 keys = [raw.decode("utf-8", "surrogateescape") for raw in raws]
+                if not self._replayable(specs, tables):
+                    found |= self._query_live(specs, tables, keys, raws)
+                    continue
                 try:
                     with _held_warnings():
                         found |= self._query_batch(specs, tables, keys, raws)
@@ -480,6 +483,40 @@ class _Session:
                 else:
                     results[j] = (i, value)
             pending = missing
+        return self._emit(specs, keys, raws, results)
+
+    def _replayable(self, specs: list[MapSpec], tables: list[Any]) -> bool:
+        """Whether every table answers a replayed batch as it did the first time."""
+        return all(
+            getattr(self._table(specs, tables, i), "replayable", True) for i in range(len(specs))
+        )
+
+    def _query_live(
+        self, specs: list[MapSpec], tables: list[Any], keys: list[str], raws: list[bytes]
+    ) -> bool:
+        """A batch for tables that cannot be replayed (servers): warnings as they happen, and
+        on an error the answers for the keys before it, then the fatal error."""
+        if len(specs) > 1:
+            return self._query_keys(specs, tables, keys)
+        table = self._table(specs, tables, 0)
+        try:
+            values = table.lookup_many(keys)
+        except LookupFailed as exc:
+            partial = exc.partial or []
+            done = len(partial)
+            self._emit(specs, keys[:done], raws[:done], [_first(v) for v in partial])
+            raise Fatal(_query_error(specs[0], exc)) from exc
+        return self._emit(specs, keys, raws, [_first(v) for v in values])
+
+    def _emit(
+        self,
+        specs: list[MapSpec],
+        keys: list[str],
+        raws: list[bytes],
+        results: list[tuple[int, str] | None],
+    ) -> bool:
+        """Write the lines of a batch's answers (``results[j]``: the index of the table that
+        answered key ``j``, and its value); return whether there was any."""
         lines: list[bytes] = []
         plain = not (self.options.rhs_is_file or self.opts.json)
         sep = self.tool.separator
@@ -669,6 +706,11 @@ def _close_all(tables: list[Any]) -> None:
     for table in tables:
         if table is not None:
             table.close()
+
+
+def _first(value: str | None) -> tuple[int, str] | None:
+    """A single table's answer as a batch result."""
+    return None if value is None else (0, value)
 
 
 def _query_error(spec: MapSpec, exc: LookupFailed) -> str:
