@@ -25,7 +25,7 @@ nox.options.sessions = ["tests", "lint", "mypy", "docs"]
 nox.options.reuse_venv = "yes"
 
 #: The package's own extras that the test suite exercises.
-PACKAGE = ".[lmdb,bdb,cdb,pcre,progress]"
+PACKAGE = ".[lmdb,bdb,cdb,pcre,mysql,sql,ldap,progress]"
 #: Everything ruff checks and formats.
 LINT_PATHS = ("src", "tests", "noxfile.py", "benchmarks", "docs")
 #: The ``berkeleydb`` package compiles against the system's Berkeley DB (Debian: libdb-dev).
@@ -101,10 +101,11 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run the benchmarks (``benchmarks/run.py`` for indexed tables, then
     ``benchmarks/patterns.py`` for regexp/pcre, ``benchmarks/resolve.py`` for address
-    resolution, ``benchmarks/access.py`` for access decisions); arguments after ``--`` go to
-    run.py."""
+    resolution, ``benchmarks/access.py`` for access decisions, ``benchmarks/servers.py`` for
+    SQL and LDAP tables); arguments after ``--`` go to run.py."""
     session.install("-e", PACKAGE, *dev("pure-cdb"), env=BUILD_ENV)
     session.run("python", "benchmarks/run.py", *session.posargs)
     session.run("python", "benchmarks/patterns.py")
     session.run("python", "benchmarks/resolve.py")
     session.run("python", "benchmarks/access.py")
+    session.run("python", "benchmarks/servers.py")
