@@ -63,7 +63,7 @@ def read_main_cf_entries(path: str | Path) -> list[tuple[int, str, str]]:
         name = line[:name_end]
         rest = line[name_end:].lstrip(_SPACE)
         if not name or not rest.startswith("="):
-            raise MapSyntaxError(str(path), lineno, "missing '=' after attribute name")
+            raise MapSyntaxError(str(path), lineno, f"missing '=' after attribute name: \"{line}\"")
         entries.append((lineno, name, rest[1:].strip(_SPACE)))
     return entries
 

@@ -9,6 +9,7 @@ the Debian packages (``.ci/run``), and a machine without them fails these tests.
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,16 @@ def postgresql() -> Iterator[PostgreSQL]:
             yield server
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port on 127.0.0.1 that accepts connections (the kernel completes them) and never says
+    anything: a firewalled or hung server."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield listener.getsockname()[1]
 
 
 @pytest.fixture

@@ -278,20 +278,15 @@ def test_server_stopped_mid_run_then_back(shared_dir: Path) -> None:
             assert table.lookup("nobody@example.com") is None
 
 
-def test_silent_server_is_temporary(shared_dir: Path) -> None:
-    import socket
+def test_silent_server_is_temporary(shared_dir: Path, silent_port: int) -> None:
     import time
 
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        port = listener.getsockname()[1]
-        cf = write_cf(
-            shared_dir,
-            "silent.cf",
-            f"server_host = ldap://127.0.0.1:{port}\nsearch_base = {BASE}\ntimeout = 1\n",
-        )
-        started = time.monotonic()
-        with open_table(f"ldap:{cf}") as table, pytest.raises(TemporaryLookupError):
-            table.lookup("alice@example.com")
-        assert time.monotonic() - started < 10
+    cf = write_cf(
+        shared_dir,
+        "silent.cf",
+        f"server_host = ldap://127.0.0.1:{silent_port}\nsearch_base = {BASE}\ntimeout = 1\n",
+    )
+    started = time.monotonic()
+    with open_table(f"ldap:{cf}") as table, pytest.raises(TemporaryLookupError):
+        table.lookup("alice@example.com")
+    assert time.monotonic() - started < 10

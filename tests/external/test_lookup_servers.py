@@ -4,7 +4,6 @@ Postfix, with the faults a server can produce."""
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,17 +166,6 @@ def test_dead_tcp_server_retries_then_fails(conf: Path, monkeypatch: pytest.Monk
     assert time.monotonic() - started >= 9  # Postfix retried for about ten seconds
     assert ours.err.count("connect to TCP map") == 10
     assert real_result.err.count("connect to TCP map") == 10
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
 
 
 def test_silent_servers_are_temporary_errors(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,34 +12,18 @@ from mailmaps.backends.mysql import MysqlTable
 from mailmaps.errors import ConfigError, TemporaryLookupError
 from mailmaps.table import OpenOptions
 from mailmaps.testing.servers import MariaDB, free_port
-from tests.external._diff import batch, confdir, single, write_cf
+from tests.external._diff import ALIAS_ROWS, batch, confdir, insert_sql, single, write_cf
 
 pytestmark = pytest.mark.interop
 
-SEED = """
-DROP TABLE IF EXISTS alias;
-DROP PROCEDURE IF EXISTS lookup_alias;
-CREATE TABLE alias (address VARCHAR(255), goto TEXT, active INT);
-INSERT INTO alias VALUES
-  ('info@example.com', 'alice@example.net', 1),
-  ('info@example.com', 'bob@example.net', 1),
-  ('empty@example.com', '', 1),
-  ('null@example.com', NULL, 1),
-  ('postmaster@example.com', 'root', 1),
-  ('o''brien@example.com', 'obrien@example.net', 1),
-  ('müller@example.com', 'mueller@example.net', 1),
-  ('user@mail.example.com', 'deep@example.net', 1),
-  ('@example.org', 'catchall@example.net', 1),
-  ('many@example.com', 'a1@x.example', 1),
-  ('many@example.com', 'a2@x.example', 1),
-  ('many@example.com', 'a3@x.example', 1),
-  ('bare@example.com', 'local', 1),
-  ('emptylocal@example.com', '@example.net', 1),
-  ('comma@example.com', 'a@x.example, b@y.example', 1),
-  ('off@example.com', 'off@example.net', 0),
-  ('percent@example.com', '100%', 1);
-CREATE PROCEDURE lookup_alias(IN a VARCHAR(1024)) SELECT goto FROM alias WHERE address = a;
-"""
+SEED = (
+    "DROP TABLE IF EXISTS alias;\n"
+    "DROP PROCEDURE IF EXISTS lookup_alias;\n"
+    "CREATE TABLE alias (address VARCHAR(255), goto TEXT, active INT);\n"
+    + insert_sql("alias", [*ALIAS_ROWS, ("percent@example.com", "100%", 1)])
+    + "CREATE PROCEDURE lookup_alias(IN a VARCHAR(1024))"
+    " SELECT goto FROM alias WHERE address = a;\n"
+)
 
 KEYS = [
     "info@example.com",
@@ -221,44 +202,15 @@ def test_wrong_password_is_temporary(server: MariaDB, shared_dir: Path, conf: Pa
         table.lookup("info@example.com")
 
 
-@pytest.fixture
-def silent_listener() -> Iterator[int]:
-    """A port that accepts connections and never says anything."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(sock.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join()
-        for conn in accepted:
-            conn.close()
-        sock.close()
-
-
 def test_silent_server_is_temporary(
-    server: MariaDB, shared_dir: Path, silent_listener: int, monkeypatch: pytest.MonkeyPatch
+    server: MariaDB, shared_dir: Path, silent_port: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(MysqlTable, "connect_timeout", 0.5)
     monkeypatch.setattr(MysqlTable, "read_timeout", 0.5)
     cf = write_cf(
         shared_dir,
         "silent.cf",
-        connection(server, f"127.0.0.1:{silent_listener}") + VARIANTS["plain"],
+        connection(server, f"127.0.0.1:{silent_port}") + VARIANTS["plain"],
     )
     started = time.monotonic()
     with open_mysql(cf) as table, pytest.raises(TemporaryLookupError):

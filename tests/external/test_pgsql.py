@@ -10,35 +10,18 @@ import pytest
 from mailmaps import open_table
 from mailmaps.errors import PermanentLookupError, TemporaryLookupError
 from mailmaps.testing.servers import PostgreSQL, free_port
-from tests.external._diff import batch, confdir, single, write_cf
+from tests.external._diff import ALIAS_ROWS, batch, confdir, insert_sql, single, write_cf
 from tests.external.test_mysql import KEYS
 
 pytestmark = pytest.mark.interop
 
-SEED = """
-DROP TABLE IF EXISTS alias;
-CREATE TABLE alias (address TEXT, goto TEXT, active INT);
-INSERT INTO alias VALUES
-  ('info@example.com', 'alice@example.net', 1),
-  ('info@example.com', 'bob@example.net', 1),
-  ('empty@example.com', '', 1),
-  ('null@example.com', NULL, 1),
-  ('postmaster@example.com', 'root', 1),
-  ('o''brien@example.com', 'obrien@example.net', 1),
-  ('müller@example.com', 'mueller@example.net', 1),
-  ('user@mail.example.com', 'deep@example.net', 1),
-  ('@example.org', 'catchall@example.net', 1),
-  ('many@example.com', 'a1@x.example', 1),
-  ('many@example.com', 'a2@x.example', 1),
-  ('many@example.com', 'a3@x.example', 1),
-  ('bare@example.com', 'local', 1),
-  ('emptylocal@example.com', '@example.net', 1),
-  ('comma@example.com', 'a@x.example, b@y.example', 1),
-  ('off@example.com', 'off@example.net', 0),
-  ('latin@example.com', 'ünicode@example.net', 1);
-CREATE OR REPLACE FUNCTION lookup_alias(a text) RETURNS SETOF text
-  AS 'SELECT goto FROM alias WHERE address = a' LANGUAGE sql;
-"""
+SEED = (
+    "DROP TABLE IF EXISTS alias;\n"
+    "CREATE TABLE alias (address TEXT, goto TEXT, active INT);\n"
+    + insert_sql("alias", [*ALIAS_ROWS, ("latin@example.com", "ünicode@example.net", 1)])
+    + "CREATE OR REPLACE FUNCTION lookup_alias(a text) RETURNS SETOF text\n"
+    "  AS 'SELECT goto FROM alias WHERE address = a' LANGUAGE sql;\n"
+)
 
 VARIANTS = {
     "plain": "query = SELECT goto FROM alias WHERE address='%s'",
@@ -155,23 +138,19 @@ def test_server_stopped_mid_run_then_back(shared_dir: Path) -> None:
             assert table.lookup("nobody@example.com") is None
 
 
-def test_silent_server_is_temporary(shared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import socket
-
+def test_silent_server_is_temporary(
+    shared_dir: Path, silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mailmaps.backends.pgsql import PgsqlTable
 
     monkeypatch.setattr(PgsqlTable, "connect_timeout", 1)
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        port = listener.getsockname()[1]
-        cf = write_cf(
-            shared_dir,
-            "silent.cf",
-            f"hosts = 127.0.0.1:{port}\nuser = postfix\npassword = pw\ndbname = mailmaps\n"
-            + VARIANTS["plain"],
-        )
-        started = time.monotonic()
-        with open_table(f"pgsql:{cf}") as table, pytest.raises(TemporaryLookupError):
-            table.lookup("info@example.com")
-        assert time.monotonic() - started < 10
+    cf = write_cf(
+        shared_dir,
+        "silent.cf",
+        f"hosts = 127.0.0.1:{silent_port}\nuser = postfix\npassword = pw\ndbname = mailmaps\n"
+        + VARIANTS["plain"],
+    )
+    started = time.monotonic()
+    with open_table(f"pgsql:{cf}") as table, pytest.raises(TemporaryLookupError):
+        table.lookup("info@example.com")
+    assert time.monotonic() - started < 10

@@ -9,7 +9,7 @@ implement :meth:`_lookup` on the prepared key.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
@@ -17,7 +17,7 @@ from mailmaps.errors import LookupFailed, PermanentLookupError, UnsupportedOpera
 from mailmaps.table import OpenOptions, TableBuilder
 from mailmaps.text import fold, is_valid_utf8, printable
 
-__all__ = ["BaseTable"]
+__all__ = ["BaseTable", "lookup_in_chunks"]
 
 log = logging.getLogger("mailmaps")
 
@@ -198,6 +198,23 @@ class BaseTable:
 
     def _items(self) -> Iterator[tuple[str, str]]:
         raise UnsupportedOperation(f"table {self}: sequence operation is not supported")
+
+
+def lookup_in_chunks(
+    keys: Sequence[str],
+    depth: int,
+    chunk: Callable[[Sequence[str], list[str | None]], None],
+) -> list[str | None]:
+    """Answer ``keys`` ``depth`` at a time with ``chunk``, which appends one answer per key;
+    when it fails, the answers so far go with the error (``LookupFailed.partial``)."""
+    answers: list[str | None] = []
+    try:
+        for start in range(0, len(keys), depth):
+            chunk(keys[start : start + depth], answers)
+    except LookupFailed as exc:
+        exc.partial = answers
+        raise
+    return answers
 
 
 class MemoryTable(BaseTable):

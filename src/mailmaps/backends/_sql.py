@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from mailmaps.backends._base import BaseTable
+from mailmaps.backends._base import BaseTable, lookup_in_chunks
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext, legacy_sql_query
-from mailmaps.errors import ConfigError, LookupFailed, TemporaryLookupError
+from mailmaps.errors import ConfigError, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
 log = logging.getLogger("mailmaps")
@@ -153,15 +153,7 @@ class ServerTable(SqlTable):
         where the server allows it; the answers (and errors) are those of :meth:`lookup`."""
         if len(keys) < 2 or not self._pipelining:
             return super().lookup_many(keys)
-        answers: list[str | None] = []
-        depth = self.pipeline_depth
-        try:
-            for start in range(0, len(keys), depth):
-                self._lookup_chunk(keys[start : start + depth], answers)
-        except LookupFailed as exc:
-            exc.partial = answers
-            raise
-        return answers
+        return lookup_in_chunks(keys, self.pipeline_depth, self._lookup_chunk)
 
     def _lookup_chunk(self, keys: Sequence[str], answers: list[str | None]) -> None:
         prepared: list[str | None] = []

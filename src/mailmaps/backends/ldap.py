@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Self
 from urllib.parse import quote, unquote, urlsplit
 
-from mailmaps.backends._base import BaseTable
+from mailmaps.backends._base import BaseTable, lookup_in_chunks
 from mailmaps.backends._ber import FilterError, Reader, decode_message, encode_search
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._dbcommon import QueryContext
-from mailmaps.errors import BackendUnavailable, ConfigError, LookupFailed, TemporaryLookupError
+from mailmaps.errors import BackendUnavailable, ConfigError, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
 __all__ = ["LdapTable", "escape_dn_value", "escape_filter_value"]
@@ -271,18 +271,23 @@ class LdapTable(BaseTable):
         code, text = -1, "Can't contact LDAP server"
         if failure is not None and "timed out" in str(failure):
             code, text = _TIMEOUT, "Timed out"
-        dn = self.bind_dn or "empty or implicit"
         if self.bind != "none":
-            log.warning(
-                "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
-                hosts,
-                dn,
-                code,
-                text,
-            )
+            self._bind_failed(hosts, code, text)
         raise TemporaryLookupError(f"{self}: cannot contact LDAP server {hosts}: {text}") from (
             failure
         )
+
+    def _bind_failed(self, hosts: str, code: int, text: str) -> str:
+        """Postfix's warning when it cannot bind; return the bind DN as it names it."""
+        dn = self.bind_dn or "empty or implicit"
+        log.warning(
+            "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
+            hosts,
+            dn,
+            code,
+            text,
+        )
+        return dn
 
     def _open(self, server: Any) -> Any:
         ldap3 = self._ldap3
@@ -331,14 +336,7 @@ class LdapTable(BaseTable):
             result = conn.result or {}
             code = result.get("result", -1)
             text = _ldap_error(code, result.get("description") or conn.last_error)
-            dn = self.bind_dn or "empty or implicit"
-            log.warning(
-                "dict_ldap_connect: Unable to bind to server %s with dn %s: %d (%s)",
-                hosts,
-                dn,
-                code,
-                text,
-            )
+            dn = self._bind_failed(hosts, code, text)
             self._unbind(conn)
             raise TemporaryLookupError(
                 f"{self}: unable to bind to server {hosts} with dn {dn}: {text}"
@@ -517,15 +515,7 @@ class LdapTable(BaseTable):
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         """Look up many keys, with up to :attr:`pipeline_depth` searches in flight at once;
         the answers (and errors) are those of :meth:`lookup`."""
-        answers: list[str | None] = []
-        depth = self.pipeline_depth
-        try:
-            for start in range(0, len(keys), depth):
-                self._lookup_chunk(keys[start : start + depth], answers)
-        except LookupFailed as exc:
-            exc.partial = answers
-            raise
-        return answers
+        return lookup_in_chunks(keys, self.pipeline_depth, self._lookup_chunk)
 
     def _lookup_chunk(self, keys: Sequence[str], answers: list[str | None]) -> None:
         requests: list[tuple[str, str] | None] = []

@@ -23,7 +23,7 @@ do by default) for non-ASCII data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from mailmaps.backends._cfparser import TableConfig
@@ -111,14 +111,20 @@ class PgsqlTable(ServerTable):
     def _disconnect(conn: Any) -> None:
         conn.finish()
 
-    def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
-        pq = self._pq
-        conn = server.conn
-        escaping = pq.Escaping(conn)
+    def _quoter(self, conn: Any) -> Callable[[str], str]:
+        """``PQescapeStringConn()`` for ``conn``, on text."""
+        escaping = self._pq.Escaping(conn)
 
         def quote(text: str) -> str:
             escaped: bytes = escaping.escape_string(text.encode("utf-8", "surrogateescape"))
             return escaped.decode("utf-8", "surrogateescape")
+
+        return quote
+
+    def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
+        pq = self._pq
+        conn = server.conn
+        quote = self._quoter(conn)
 
         try:
             query = self.ctx.expand_query(key, quote)
@@ -153,11 +159,7 @@ class PgsqlTable(ServerTable):
         """libpq's pipeline mode: every query is sent, then every result read."""
         pq = self._pq
         conn = server.conn
-        escaping = pq.Escaping(conn)
-
-        def quote(text: str) -> str:
-            escaped: bytes = escaping.escape_string(text.encode("utf-8", "surrogateescape"))
-            return escaped.decode("utf-8", "surrogateescape")
+        quote = self._quoter(conn)
 
         queries = [self.ctx.expand_query(key, quote) for key in keys]
         ok = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)

@@ -490,19 +490,28 @@ class Slapd(_Server):
 Script = Callable[[bytes], bytes | None]
 
 
-class TcpMapScript:
-    """A tcp_table(5) server script: ``get KEY`` lines answered from ``replies``.
-
-    :param replies: decoded key → value (``200``, %-encoded), ``None`` → ``500``; a key that
-        is not in it gets ``500 not found``.  ``raw`` keys get a literal reply line.
-    """
+class _Script:
+    """Answers from a dictionary, with literal replies for some keys."""
 
     def __init__(
         self, replies: Mapping[str, str | None], raw: Mapping[str, bytes] | None = None
     ) -> None:
         self.replies = replies
         self.raw = raw or {}
+        #: Every request received, in order.
         self.requests: list[bytes] = []
+
+    def answer(self, key: str) -> bytes | None:
+        """The literal reply for ``key``, or ``None`` to answer from :attr:`replies`."""
+        return self.raw.get(key)
+
+
+class TcpMapScript(_Script):
+    """A tcp_table(5) server script: ``get KEY`` lines answered from ``replies``.
+
+    :param replies: decoded key → value (``200``, %-encoded), ``None`` → ``500``; a key that
+        is not in it gets ``500 not found``.  ``raw`` keys get a literal reply line.
+    """
 
     def __call__(self, line: bytes) -> bytes | None:
         from mailmaps.backends.tcp import hex_quote, hex_unquote
@@ -510,38 +519,31 @@ class TcpMapScript:
         self.requests.append(line)
         if not line.startswith(b"get "):
             return b"400 bad request\n"
-        decoded = hex_unquote(line[4:])
-        key = (decoded or b"").decode("utf-8", "surrogateescape")
-        if key in self.raw:
-            return self.raw[key]
+        key = (hex_unquote(line[4:]) or b"").decode("utf-8", "surrogateescape")
+        literal = self.answer(key)
+        if literal is not None:
+            return literal
         value = self.replies.get(key)
         if value is None:
             return b"500 not found\n"
         return b"200 " + hex_quote(value.encode("utf-8", "surrogateescape")) + b"\n"
 
 
-class SocketmapScript:
+class SocketmapScript(_Script):
     """A socketmap server script: ``NAME KEY`` netstrings answered from ``replies``.
 
     :param replies: key → value (``OK value``), ``None`` → ``NOTFOUND``; unknown keys get
         ``NOTFOUND``.  ``raw`` keys get literal bytes (a netstring or not).
     """
 
-    def __init__(
-        self, replies: Mapping[str, str | None], raw: Mapping[str, bytes] | None = None
-    ) -> None:
-        self.replies = replies
-        self.raw = raw or {}
-        self.requests: list[bytes] = []
-
     def __call__(self, payload: bytes) -> bytes | None:
         from mailmaps.backends.socketmap import netstring
 
         self.requests.append(payload)
-        _name, _, raw_key = payload.partition(b" ")
-        key = raw_key.decode("utf-8", "surrogateescape")
-        if key in self.raw:
-            return self.raw[key]
+        key = payload.partition(b" ")[2].decode("utf-8", "surrogateescape")
+        literal = self.answer(key)
+        if literal is not None:
+            return literal
         value = self.replies.get(key)
         if value is None:
             return netstring(b"NOTFOUND ")
