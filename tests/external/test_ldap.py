@@ -290,3 +290,15 @@ def test_silent_server_is_temporary(shared_dir: Path, silent_port: int) -> None:
     with open_table(f"ldap:{cf}") as table, pytest.raises(TemporaryLookupError):
         table.lookup("alice@example.com")
     assert time.monotonic() - started < 10
+
+
+def test_sasl_external_bind_over_ldapi(slapd: Slapd, shared_dir: Path) -> None:
+    """``bind = sasl`` with EXTERNAL over the UNIX socket: slapd takes the peer's credentials."""
+    conf = confdir(shared_dir)
+    cf = write_cf(
+        shared_dir,
+        "sasl.cf",
+        settings(slapd, "bind = sasl\nsasl_mechs = EXTERNAL", url=slapd.ldapi_url),
+    )
+    status, out, _, _ = batch(conf, f"ldap:{cf}", ["alice@example.com", "nobody@example.com"])
+    assert (status, out) == (0, b"alice@example.com\talice@mail.example.net\n")

@@ -315,7 +315,7 @@ class LdapTable(BaseTable):
                 )
             elif mech == "PLAIN":
                 credentials = (self.sasl_authz or "", self.bind_dn, self.bind_pw)
-            elif self.sasl_authz:
+            else:  # EXTERNAL, GSSAPI: the authorization identity, empty for "as bound"
                 credentials = self.sasl_authz
             kwargs.update(
                 authentication=ldap3.SASL, sasl_mechanism=mech, sasl_credentials=credentials
