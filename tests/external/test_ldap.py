@@ -302,3 +302,38 @@ def test_sasl_external_bind_over_ldapi(slapd: Slapd, shared_dir: Path) -> None:
     )
     status, out, _, _ = batch(conf, f"ldap:{cf}", ["alice@example.com", "nobody@example.com"])
     assert (status, out) == (0, b"alice@example.com\talice@mail.example.net\n")
+
+
+def test_start_tls_and_ldaps(shared_dir: Path) -> None:
+    from mailmaps.testing.servers import self_signed_certificate
+
+    conf = confdir(shared_dir)
+    cert, key = self_signed_certificate(shared_dir)
+    with Slapd(shared_dir / "tls", LDIF, tls=(cert, key)) as server:
+        keys = ["alice@example.com", "nobody@example.com"]
+        answer = (0, b"alice@example.com\talice@mail.example.net\n")
+        for name, extra, url in (
+            ("starttls", "start_tls = yes", None),
+            (
+                "verified",
+                f"start_tls = yes\ntls_require_cert = yes\ntls_ca_cert_file = {cert}",
+                None,
+            ),
+            ("ldaps", "", server.ldaps_url),
+        ):
+            cf = write_cf(shared_dir, f"{name}.cf", settings(server, extra, url=url))
+            assert batch(conf, f"ldap:{cf}", keys)[:2] == answer, name
+        # A certificate that cannot be verified: both refuse, a temporary error.
+        (shared_dir / "other").mkdir()
+        other, _ = self_signed_certificate(shared_dir / "other")
+        cf = write_cf(
+            shared_dir,
+            "unverified.cf",
+            settings(
+                server, f"start_tls = yes\ntls_require_cert = yes\ntls_ca_cert_file = {other}"
+            ),
+        )
+        status, out, _, _ = batch(conf, f"ldap:{cf}", keys)
+        assert (status, out) == (1, b"")
+        with open_table(f"ldap:{cf}") as table, pytest.raises(TemporaryLookupError):
+            table.lookup("alice@example.com")

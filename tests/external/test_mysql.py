@@ -270,3 +270,37 @@ def test_error_in_the_middle_of_a_batch(server: MariaDB, shared_dir: Path, conf:
     assert status == 1
     assert len(out) == 3 * 4096  # whole blocks of the 15 kB answered before the error
     assert "Expansion limit exceeded" in real_err and "Expansion limit exceeded" in our_err
+
+
+def test_tls(shared_dir: Path, conf: Path) -> None:
+    """TLS when a tls_* setting asks for it, as with Postfix's client library: a user that
+    requires TLS gets in with ``tls_CAfile`` and is refused without it; the certificate is
+    checked only with ``tls_verify_cert = yes`` (this one is for 127.0.0.1, not localhost)."""
+    from mailmaps.testing.servers import self_signed_certificate
+
+    cert, key = self_signed_certificate(shared_dir)
+    with MariaDB(shared_dir / "tls", tls=(cert, key)) as tls_server:
+        tls_server.sql(
+            "CREATE TABLE alias (address VARCHAR(255), goto TEXT);"
+            "INSERT INTO alias VALUES ('a@example.com', 'b@example.net');"
+            "CREATE USER 'tls'@'127.0.0.1' IDENTIFIED BY 'pw' REQUIRE SSL;"
+            "GRANT SELECT ON mailmaps.* TO 'tls'@'127.0.0.1';"
+        )
+        common = (
+            f"hosts = inet:127.0.0.1:{tls_server.port}\nuser = tls\npassword = pw\n"
+            "dbname = mailmaps\n" + VARIANTS["plain"] + "\n"
+        )
+        keys = ["a@example.com"]
+        with_tls = write_cf(shared_dir, "tls.cf", common + f"tls_CAfile = {cert}\n")
+        assert batch(conf, f"mysql:{with_tls}", keys)[:2] == (0, b"a@example.com\tb@example.net\n")
+        plain = write_cf(shared_dir, "plain.cf", common)
+        status, out, real_err, our_err = batch(conf, f"mysql:{plain}", keys)
+        assert (status, out) == (1, b"")
+        assert "Access denied" in real_err and "Access denied" in our_err
+        verified = write_cf(
+            shared_dir,
+            "verified.cf",
+            common + f"tls_CAfile = {cert}\ntls_verify_cert = yes\n",
+        )
+        with open_table(f"mysql:{verified}") as table:
+            assert table.lookup("a@example.com") == "b@example.net"

@@ -76,9 +76,13 @@ class MysqlTable(ServerTable):
             "capath": config.get_str("tls_CApath", None),
             "cipher": config.get_str("tls_ciphers", None),
         }
+        # As the client library Postfix uses: TLS only when a tls_* setting asks for it, and
+        # the server's certificate checked only with tls_verify_cert = yes.
         self._ssl: dict[str, str | bool] | None = {k: v for k, v in tls.items() if v} or None
-        if self._ssl is not None and config.has("tls_verify_cert"):
-            self._ssl["check_hostname"] = config.get_bool("tls_verify_cert", False)
+        if self._ssl is not None:
+            verify = config.get_bool("tls_verify_cert", False)
+            self._ssl["check_hostname"] = verify
+            self._ssl["verify_mode"] = verify
 
     def _parse_host(self, spec: str) -> Server:
         """``unix:/path``, or ``[inet:]host[:port]``; ``localhost`` is the default socket."""
@@ -120,6 +124,8 @@ class MysqlTable(ServerTable):
             kwargs["port"] = server.port or 3306
         if self._ssl is not None:
             kwargs["ssl"] = self._ssl
+        else:
+            kwargs["ssl_disabled"] = True
         return pymysql.connect(**kwargs)
 
     def _option_file(self) -> dict[str, str]:

@@ -39,6 +39,7 @@ __all__ = [
     "SocketmapScript",
     "TcpMapScript",
     "free_port",
+    "self_signed_certificate",
 ]
 
 #: Longest a server started here may live, in seconds.
@@ -47,6 +48,40 @@ LIFETIME = 3600
 
 class ServerError(RuntimeError):
     """A server could not be started or could not run a command."""
+
+
+def self_signed_certificate(directory: Path, name: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``name`` (an IP address or host name) and its key, in
+    ``directory``, readable by the servers' accounts; return their paths."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    kind = "IP" if name.replace(".", "").isdigit() or ":" in name else "DNS"
+    done = subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName={kind}:{name}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode:
+        raise ServerError(f"openssl failed: {done.stderr.decode(errors='replace')}")
+    cert.chmod(0o644)
+    key.chmod(0o644)
+    return cert, key
 
 
 def free_port() -> int:
@@ -124,14 +159,16 @@ class MariaDB(_Server):
     ``postfix`` (password :attr:`password`) that may read it, over TCP and the UNIX socket.
 
     :param directory: where the data, socket, pid file and log go (created if needed).
+    :param tls: a certificate and its key (PEM files) to offer TLS with.
     """
 
     database = "mailmaps"
     user = "postfix"
     password = "pw"
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(directory)
+        self.tls = tls
         self.socket = str(self.dir / "mysqld.sock")
         self.log = self.dir / "error.log"
         _chown(self.dir, "mysql")
@@ -187,6 +224,11 @@ class MariaDB(_Server):
                 "--collation-server=utf8mb4_general_ci",
                 "--innodb-buffer-pool-size=32M",
                 "--innodb-log-file-size=8M",
+                *(
+                    [f"--ssl-cert={self.tls[0]}", f"--ssl-key={self.tls[1]}"]
+                    if self.tls is not None
+                    else []
+                ),
             ],
             self.dir / "stdout.log",
         )
@@ -392,14 +434,18 @@ class Slapd(_Server):
 
     :param directory: where the configuration, database and socket go.
     :param ldif: the entries (the suffix entry included).
+    :param tls: a certificate and its key (PEM files): STARTTLS on the ``ldap://`` port, and an
+        ``ldaps://`` port (:attr:`ldaps_url`).
     """
 
     suffix = "dc=example,dc=com"
     rootdn = "cn=admin,dc=example,dc=com"
     rootpw = "adminpw"
 
-    def __init__(self, directory: Path, ldif: str) -> None:
+    def __init__(self, directory: Path, ldif: str, tls: tuple[Path, Path] | None = None) -> None:
         super().__init__(directory)
+        self.tls = tls
+        self.ldaps_port = free_port() if tls is not None else 0
         self.log = self.dir / "slapd.log"
         self.socket = str(self.dir / "ldapi")
         (self.dir / "mail.schema").write_text(MAIL_SCHEMA)
@@ -410,7 +456,12 @@ class Slapd(_Server):
             "include /etc/ldap/schema/inetorgperson.schema\n"
             f"include {self.dir / 'mail.schema'}\n"
             f"pidfile {self.dir / 'slapd.pid'}\n"
-            "modulepath /usr/lib/ldap\n"
+            + (
+                f"TLSCertificateFile {tls[0]}\nTLSCertificateKeyFile {tls[1]}\n"
+                if tls is not None
+                else ""
+            )
+            + "modulepath /usr/lib/ldap\n"
             "moduleload back_mdb\n"
             "sizelimit unlimited\n"
             "database mdb\n"
@@ -443,6 +494,11 @@ class Slapd(_Server):
         return f"ldap://127.0.0.1:{self.port}"
 
     @property
+    def ldaps_url(self) -> str:
+        """``ldaps://127.0.0.1:PORT`` (servers started with ``tls`` only)."""
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
+
+    @property
     def ldapi_url(self) -> str:
         """The ``ldapi://`` URL of the server's UNIX socket."""
         from urllib.parse import quote
@@ -463,7 +519,8 @@ class Slapd(_Server):
                 "-f",
                 str(self.conf),
                 "-h",
-                f"{self.url}/ {self.ldapi_url}/",
+                f"{self.url}/ {self.ldapi_url}/"
+                + (f" {self.ldaps_url}/" if self.tls is not None else ""),
             ],
             self.log,
         )
