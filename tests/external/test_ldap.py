@@ -49,6 +49,9 @@ LDIF = (
     f"dn: ou=people,{BASE}\nobjectClass: organizationalUnit\nou: people\n\n"
     f"dn: ou=groups,{BASE}\nobjectClass: organizationalUnit\nou: groups\n\n"
     f"dn: ou=example.org,{BASE}\nobjectClass: organizationalUnit\nou: example.org\n\n"
+    f"dn: ou=aliases,{BASE}\nobjectClass: organizationalUnit\nou: aliases\n\n"
+    f"dn: uid=to-alice,ou=aliases,{BASE}\nobjectClass: alias\nobjectClass: extensibleObject\n"
+    f"uid: to-alice\naliasedObjectName: uid=alice,ou=people,{BASE}\n\n"
     + _person(
         "alice",
         ["alice@example.com", "info@example.com"],
@@ -337,3 +340,18 @@ def test_start_tls_and_ldaps(shared_dir: Path) -> None:
         assert (status, out) == (1, b"")
         with open_table(f"ldap:{cf}") as table, pytest.raises(TemporaryLookupError):
             table.lookup("alice@example.com")
+
+
+@pytest.mark.parametrize("dereference", [0, 1, 2, 3])
+def test_dereference(slapd: Slapd, shared_dir: Path, dereference: int) -> None:
+    """A search base that is an alias entry: followed with dereference 2 (finding) or 3
+    (always), taken as itself otherwise."""
+    conf = confdir(shared_dir)
+    text = settings(
+        slapd,
+        f"scope = base\ndereference = {dereference}\nsearch_base = uid=to-alice,ou=aliases,{BASE}",
+    ).replace(f"search_base = {BASE}\n", "", 1)
+    cf = write_cf(shared_dir, f"deref{dereference}.cf", text)
+    status, out, _, _ = batch(conf, f"ldap:{cf}", ["alice@example.com"])
+    found = (0, b"alice@example.com\talice@mail.example.net\n")
+    assert (status, out) == (found if dereference in (2, 3) else (1, b""))
