@@ -355,3 +355,40 @@ def test_dereference(slapd: Slapd, shared_dir: Path, dereference: int) -> None:
     status, out, _, _ = batch(conf, f"ldap:{cf}", ["alice@example.com"])
     found = (0, b"alice@example.com\talice@mail.example.net\n")
     assert (status, out) == (found if dereference in (2, 3) else (1, b""))
+
+
+def test_batch_after_the_server_restarted(shared_dir: Path) -> None:
+    """``lookup_many()`` on a connection the server dropped: reconnect once, then answer every
+    key as ``lookup()`` would."""
+    with Slapd(shared_dir / "restart", LDIF) as own:
+        cf = write_cf(shared_dir, "restart.cf", settings(own))
+        keys = ["alice@example.com", "nobody@example.com", "carol@example.com", "bob@example.com"]
+        with open_table(f"ldap:{cf}") as table:
+            expected = [table.lookup(key) for key in keys]
+            assert expected[0] == "alice@mail.example.net"
+            own.stop()
+            own.start()
+            assert table.lookup_many(keys) == expected
+
+
+def test_batch_when_the_connection_drops_mid_batch(
+    slapd: Slapd, shared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The searches of a batch are in flight when the connection drops (forced here at the
+    first answer, which a real server cannot be made to do on demand): the keys are answered
+    one at a time on a new connection, as ``lookup()`` would."""
+    cf = write_cf(shared_dir, "drop.cf", settings(slapd))
+    keys = ["alice@example.com", "nobody@example.com", "carol@example.com", "bob@example.com"]
+    with open_table(f"ldap:{cf}") as table:
+        expected = [table.lookup(key) for key in keys]
+        real_collect = table._collect
+        calls = []
+
+        def collect(message_id: int | None) -> object:
+            calls.append(message_id)
+            if len(calls) == 1:
+                raise ConnectionError("connection lost")
+            return real_collect(message_id)
+
+        monkeypatch.setattr(table, "_collect", collect)
+        assert table.lookup_many(keys) == expected

@@ -526,18 +526,19 @@ class LdapTable(BaseTable):
             requests.append(self._request(ready) if ready is not None else None)
         with self._lock:
             sent = self._send_all(requests)
+            dropped = False  # the connection went away: the rest go one at a time
             for key, ready, request, message_id in zip(keys, prepared, requests, sent, strict=True):
                 if ready is None or request is None:
                     answers.append(None)
                     continue
                 result = None
-                if message_id is not None:
+                if message_id is not None and not dropped:
                     try:
                         code, entries = self._collect(message_id)
                         result = (request[0], code, entries)
                     except ConnectionError:
                         self._disconnect()
-                        sent = [None] * len(sent)  # the rest go one at a time
+                        dropped = True
                 if result is None:
                     result = self._first_search(request)
                 value = self._answer(ready, *result)
@@ -557,8 +558,7 @@ class LdapTable(BaseTable):
                 if request is None:
                     sent.append(None)
                     continue
-                message_id = self._send(request[0], self.scope, request[1], self.attributes)
-                sent.append(message_id if message_id is not None else None)
+                sent.append(self._send(request[0], self.scope, request[1], self.attributes))
             return sent
         except ConnectionError:
             self._disconnect()
