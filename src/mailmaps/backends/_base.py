@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import ClassVar, Self
 
-from mailmaps.errors import LookupFailed, PermanentLookupError, UnsupportedOperation
+from mailmaps.errors import ConfigError, LookupFailed, PermanentLookupError, UnsupportedOperation
 from mailmaps.table import OpenOptions, TableBuilder
 from mailmaps.text import fold, is_valid_utf8, printable
 
@@ -35,8 +35,16 @@ class BaseTable:
     #: Server-backed tables keep state (a host marked down, a dropped connection): a batch
     #: that failed cannot be replayed, and ``postmap -q -`` reports it as it happens.
     replayable: ClassVar[bool] = True
+    #: Whether the answers come from an unauthenticated source (a tcp: or socketmap:
+    #: server): such a table refuses to open for security-sensitive data
+    #: (:attr:`~mailmaps.table.OpenOptions.paranoid`, Postfix's ``DICT_FLAG_NO_UNAUTH``).
+    unauthenticated: ClassVar[bool] = False
 
     def __init__(self, name: str, options: OpenOptions) -> None:
+        if self.unauthenticated and options.paranoid:
+            raise ConfigError(
+                f"{self.map_type}:{name} map is not allowed for security sensitive data"
+            )
         self._name = name
         self.options = options
         self._fold = fixed_fold = self.fixed_keys and options.fold

@@ -19,7 +19,7 @@ temporary error, never a truncated answer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.errors import ConfigError, LookupFailed, TemporaryLookupError
@@ -146,14 +146,9 @@ class QueryContext:
         if not flags & (_KEY_DOMAIN | _KEY_USER):
             return True
         at = key.rfind("@")
-        if (at < 0 or at == len(key) - 1) and flags & _KEY_DOMAIN:
+        if _lacks_part(key, at, flags & _KEY_DOMAIN, flags & _KEY_USER):
             return False
-        if at == 0 and flags & _KEY_USER:
-            return False
-        if self.nparts:
-            labels = [p for p in key[at + 1 :].split(".") if p]
-            return len(labels) >= self.nparts
-        return True
+        return not self.nparts or len(_labels(key[at + 1 :])) >= self.nparts
 
     def pieces(self, key: str, escapes: str) -> list[str]:
         """The values of the ``%`` escapes ``escapes`` (e.g. ``"ud"``) for ``key``, unquoted;
@@ -172,16 +167,10 @@ class QueryContext:
             no limit).
         """
         if self.result_format == "%s" and not limit:
-            return self._plain_results(values, key)
+            return ",".join(self._nonempty(values, key)) or None
         out: list[str] = []
         count = 0
-        for raw in values:
-            if raw is None:
-                continue
-            value = raw if isinstance(raw, str) else _text(raw)
-            if not value:
-                log.warning('table "%s": empty lookup result for: "%s" -- ignored', self.table, key)
-                continue
+        for value in self._nonempty(values, key):
             if self._expand(self.result_format, value, key, out, None):
                 count += 1
                 if limit > 0 and count > limit:
@@ -193,18 +182,16 @@ class QueryContext:
                     )
         return "".join(out) or None
 
-    def _plain_results(self, values: Iterable[object], key: str) -> str | None:
-        """:meth:`format_results` for ``result_format = %s`` and no limit."""
-        out = []
+    def _nonempty(self, values: Iterable[object], key: str) -> Iterator[str]:
+        """The values as text, without NULLs (silently) and empty strings (with a warning)."""
         for raw in values:
             if raw is None:
                 continue
             value = raw if isinstance(raw, str) else _text(raw)
             if value:
-                out.append(value)
+                yield value
             else:
                 log.warning('table "%s": empty lookup result for: "%s" -- ignored', self.table, key)
-        return ",".join(out) or None
 
     def _expand(
         self, template: str, value: str, key: str | None, out: list[str], quote: Quote | None
@@ -217,25 +204,18 @@ class QueryContext:
         )
         kat = -1
         if key is not None:
-            if flags & (_VALUE_DOMAIN | _VALUE_USER):
-                if (vat < 0 or vat == len(value) - 1) and flags & _VALUE_DOMAIN:
-                    return False
-                if vat == 0 and flags & _VALUE_USER:
-                    return False
+            if _lacks_part(value, vat, flags & _VALUE_DOMAIN, flags & _VALUE_USER):
+                return False
             if flags & (_KEY_DOMAIN | _KEY_USER):
                 kat = key.rfind("@")
-                if ((kat < 0 or kat == len(key) - 1) and flags & _KEY_DOMAIN) or (
-                    kat == 0 and flags & _KEY_USER
-                ):
+                if _lacks_part(key, kat, flags & _KEY_DOMAIN, flags & _KEY_USER):
                     log.warning(
                         "db_common_expand: %s: lookup key '%s' skipped after query",
                         self.name,
                         value,
                     )
                     return False
-        elif ((vat < 0 or vat == len(value) - 1) and flags & _KEY_DOMAIN) or (
-            vat == 0 and flags & _KEY_USER
-        ):
+        elif _lacks_part(value, vat, flags & _KEY_DOMAIN, flags & _KEY_USER):
             return False
         parts: list[str] = []
         if self.nparts:
@@ -243,13 +223,9 @@ class QueryContext:
                 domain = key[kat + 1 :] if kat >= 0 else ""
             else:
                 domain = value[vat + 1 :] if vat >= 0 else ""
-            parts = domain.split(".") if domain else []
-            # argv_split() drops empty fields: "a..b" has the labels a, b.
-            parts = [p for p in parts if p]
+            parts = _labels(domain)
             if len(parts) < self.nparts:
                 return False
-            # An empty label among the needed ones cannot occur after argv_split();
-            # Postfix checks for it all the same.
         if out:
             out.append(",")
 
@@ -292,6 +268,18 @@ class QueryContext:
             else:  # rejected by _parse()
                 raise ConfigError(f"{self.name}: invalid template '{template}'")
         return True
+
+
+def _lacks_part(text: str, at: int, domain: int, user: int) -> bool:
+    """Whether ``text``, whose last ``@`` is at ``at``, lacks a part a template needs: a domain
+    (no ``@``, or nothing after it) when ``domain``, a local part (``@`` first) when ``user``."""
+    return bool((domain and (at < 0 or at == len(text) - 1)) or (user and at == 0))
+
+
+def _labels(domain: str) -> list[str]:
+    """A domain's labels, as ``argv_split()`` gives them: empty ones dropped (``a..b`` has
+    two), so that no label a template needs can be empty."""
+    return [label for label in domain.split(".") if label]
 
 
 def _text(raw: object) -> str:

@@ -144,6 +144,12 @@ class ServerTable(SqlTable):
         self.retry_interval = config.get_int("retry_interval", 60)
         self.idle_interval = config.get_int("idle_interval", 60)
         self._lock = threading.Lock()
+        # Several queries go in one round trip only for a plain SELECT (the template without
+        # a trailing ";"); anything else is sent one query at a time.
+        template = self.ctx.query.strip().rstrip(";").strip()
+        self._pipelined_query = (
+            template if template[:7].upper() == "SELECT " and ";" not in template else None
+        )
 
     #: Keys sent to the server in one round trip by :meth:`lookup_many`.
     pipeline_depth: ClassVar[int] = 64
@@ -151,7 +157,7 @@ class ServerTable(SqlTable):
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         """Look up many keys, sending up to :attr:`pipeline_depth` queries in one round trip
         where the server allows it; the answers (and errors) are those of :meth:`lookup`."""
-        if len(keys) < 2 or not self._pipelining:
+        if len(keys) < 2 or self._pipelined_query is None:
             return super().lookup_many(keys)
         return lookup_in_chunks(keys, self.pipeline_depth, self._lookup_chunk)
 
@@ -171,12 +177,6 @@ class ServerTable(SqlTable):
             if value is not None and self._utf8:
                 value = self._check_value(key, value)
             answers.append(value)
-
-    @property
-    def _pipelining(self) -> bool:
-        """Whether queries may be sent several at a time: plain SELECTs only."""
-        template = self.ctx.query.strip().rstrip(";").strip()
-        return template[:7].upper() == "SELECT " and ";" not in template
 
     def _run_batch(self, keys: list[str]) -> list[Sequence[Sequence[object]]] | None:
         """The rows of each key's query, sent together on the active connection; ``None``
@@ -212,7 +212,7 @@ class ServerTable(SqlTable):
 
     def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
         """Run the query for ``key`` on the server's connection; raise
-        :class:`_QueryFailed` with Postfix's warning text when it fails."""
+        :class:`QueryFailed` with Postfix's warning text when it fails."""
         raise NotImplementedError
 
     @staticmethod

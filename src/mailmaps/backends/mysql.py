@@ -20,7 +20,7 @@ connection's own escaping (``mysql_real_escape_string``), so the template suppli
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from mailmaps.backends._cfparser import TableConfig
@@ -31,6 +31,11 @@ from mailmaps.table import OpenOptions
 __all__ = ["MysqlTable"]
 
 _DEFAULT_SOCKET = "/run/mysqld/mysqld.sock"
+
+
+def _quoter(conn: Any) -> Callable[[str], str]:
+    """The connection's own string escaping (``mysql_real_escape_string``), without quotes."""
+    return lambda text: str(conn.escape(text))[1:-1]
 
 
 def _inet_port(service: str) -> int:
@@ -152,7 +157,7 @@ class MysqlTable(ServerTable):
 
     def _query_server(self, server: Server, key: str) -> Sequence[Sequence[object]]:
         conn = server.conn
-        query = self.ctx.expand_query(key, lambda s: conn.escape(s)[1:-1])
+        query = self.ctx.expand_query(key, _quoter(conn))
         assert query is not None
         problem = ""
         first: list[tuple[object, ...]] | None = None
@@ -183,10 +188,8 @@ class MysqlTable(ServerTable):
         self, server: Server, keys: list[str]
     ) -> list[Sequence[Sequence[object]]] | None:
         conn = server.conn
-        template = self.ctx.query.strip().rstrip(";")
-        queries = [
-            self.ctx.expand_query(key, lambda s: conn.escape(s)[1:-1], template) for key in keys
-        ]
+        quote = _quoter(conn)
+        queries = [self.ctx.expand_query(key, quote, self._pipelined_query) for key in keys]
         results: list[Sequence[Sequence[object]]] = []
         with conn.cursor() as cursor:
             cursor.execute(";".join(q for q in queries if q is not None))

@@ -146,12 +146,7 @@ class PgsqlTable(ServerTable):
             raise QueryFailed(
                 f"pgsql query failed: unknown code {int(status):#x} from host {server.spec}"
             )
-        # PQgetvalue() gives "" for NULL: Postfix warns about an empty result for it.
-        columns = range(result.nfields)
-        return [
-            tuple(result.get_value(row, col) or b"" for col in columns)
-            for row in range(result.ntuples)
-        ]
+        return _rows(result)
 
     def _query_batch(
         self, server: Server, keys: list[str]
@@ -175,13 +170,7 @@ class PgsqlTable(ServerTable):
             result = conn.get_result()
             if result is None or result.status not in ok:
                 return None
-            columns = range(result.nfields)
-            results.append(
-                [
-                    tuple(result.get_value(row, col) or b"" for col in columns)
-                    for row in range(result.ntuples)
-                ]
-            )
+            results.append(_rows(result))
             if conn.get_result() is not None:  # the end of this query's results
                 return None
         sync = conn.get_result()
@@ -189,3 +178,12 @@ class PgsqlTable(ServerTable):
             return None
         conn.exit_pipeline_mode()
         return results
+
+
+def _rows(result: Any) -> list[tuple[bytes, ...]]:
+    """A result's rows as ``PQgetvalue()`` gives them: text, and "" for NULL (which Postfix
+    then warns about as an empty result)."""
+    columns = range(result.nfields)
+    return [
+        tuple(result.get_value(row, col) or b"" for col in columns) for row in range(result.ntuples)
+    ]

@@ -54,14 +54,11 @@ class SocketmapTable(BaseTable):
     map_type: ClassVar[str] = "socketmap"
     fixed_keys: ClassVar[bool] = False
     replayable: ClassVar[bool] = False
+    unauthenticated: ClassVar[bool] = True
     #: Seconds allowed for connecting, sending and receiving (socketmap's 100 s).
     timeout: ClassVar[float] = 100.0
 
     def __init__(self, name: str, options: OpenOptions) -> None:
-        if options.paranoid:
-            raise ConfigError(
-                f"{self.map_type}:{name} map is not allowed for security sensitive data"
-            )
         super().__init__(name, options)
         endpoint, colon, self.socketmap_name = name.rpartition(":")
         if not colon:

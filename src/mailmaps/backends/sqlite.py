@@ -28,7 +28,7 @@ from urllib.parse import quote as url_quote
 
 from mailmaps.backends._cfparser import TableConfig
 from mailmaps.backends._sql import SqlTable
-from mailmaps.errors import ConfigError, LookupFailed, PermanentLookupError, TemporaryLookupError
+from mailmaps.errors import ConfigError, PermanentLookupError, TemporaryLookupError
 from mailmaps.table import OpenOptions
 
 __all__ = ["SqliteTable", "sqlite_quote"]
@@ -163,42 +163,6 @@ class SqliteTable(SqlTable):
         if all(type(v) is bytes and v for v in values):
             return b",".join(values).decode("utf-8", "surrogateescape") or None
         return self._results(key, [tuple(_sqlite_text(v) for v in row[:1]) for row in rows])
-
-    def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
-        """Look up many keys; the answers (and errors) are those of :meth:`lookup`, with less
-        work per key for the common ``WHERE x='%s'`` query."""
-        sql = self._simple_sql
-        if sql is None:
-            return super().lookup_many(keys)
-        execute = self._connect().execute
-        prepare = None if self._plain else self.prepare_key
-        check = self._check_value if self._utf8 else None
-        lookup = self.lookup
-        answers: list[str | None] = []
-        try:
-            for key in keys:
-                ready = prepare(key) if prepare is not None else key
-                if not ready or "\0" in ready:
-                    answers.append(lookup(key))
-                    continue
-                try:
-                    rows = execute(sql, (ready,)).fetchall()
-                except sqlite3.Error:
-                    answers.append(lookup(key))  # the general path reports it
-                    continue
-                if not rows:
-                    answers.append(None)
-                    continue
-                values = [row[0] for row in rows]
-                if not all(type(v) is bytes and v for v in values):
-                    answers.append(lookup(key))  # NULLs, empty strings, numbers
-                    continue
-                value = b",".join(values).decode("utf-8", "surrogateescape")
-                answers.append(check(key, value) if check is not None else value)
-        except LookupFailed as exc:
-            exc.partial = answers
-            raise
-        return answers
 
     def _run(self, key: str) -> Sequence[Sequence[object]]:
         conn = self._connect()

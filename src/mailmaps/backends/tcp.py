@@ -80,6 +80,7 @@ class TcpTable(BaseTable):
     map_type: ClassVar[str] = "tcp"
     fixed_keys: ClassVar[bool] = False
     replayable: ClassVar[bool] = False
+    unauthenticated: ClassVar[bool] = True
     #: Seconds allowed for connecting, sending and each reply (DICT_TCP_TMOUT).
     timeout: ClassVar[float] = 100.0
     #: Connection attempts per lookup, and the pause between them (DICT_TCP_MAXTRY, 1 s).
@@ -87,10 +88,6 @@ class TcpTable(BaseTable):
     retry_delay: ClassVar[float] = 1.0
 
     def __init__(self, name: str, options: OpenOptions) -> None:
-        if options.paranoid:
-            raise ConfigError(
-                f"{self.map_type}:{name} map is not allowed for security sensitive data"
-            )
         super().__init__(name, options)
         self.host, self.port = parse_endpoint(name)
         self._sock: socket.socket | None = None

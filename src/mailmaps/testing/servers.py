@@ -55,7 +55,7 @@ def self_signed_certificate(directory: Path, name: str = "127.0.0.1") -> tuple[P
     ``directory``, readable by the servers' accounts; return their paths."""
     cert, key = directory / "cert.pem", directory / "key.pem"
     kind = "IP" if name.replace(".", "").isdigit() or ":" in name else "DNS"
-    done = subprocess.run(
+    _run(
         [
             "openssl",
             "req",
@@ -73,12 +73,8 @@ def self_signed_certificate(directory: Path, name: str = "127.0.0.1") -> tuple[P
             str(key),
             "-out",
             str(cert),
-        ],
-        capture_output=True,
-        check=False,
+        ]
     )
-    if done.returncode:
-        raise ServerError(f"openssl failed: {done.stderr.decode(errors='replace')}")
     cert.chmod(0o644)
     key.chmod(0o644)
     return cert, key
@@ -97,17 +93,45 @@ def _chown(path: Path, user: str) -> None:
         shutil.chown(path, user, user)
 
 
-def _wait(check: object, what: str, log: Path | None, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    detail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
-    raise ServerError(f"{what} did not start in {seconds:.0f}s\n{detail}")
+def _run(argv: list[str], statements: str = "") -> str:
+    """Run a server's tool; return what it printed.
+
+    :raises ServerError: it failed (with what it said on standard error).
+    """
+    done = subprocess.run(argv, input=statements.encode(), capture_output=True, check=False)
+    if done.returncode:
+        raise ServerError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode()
 
 
-class _Server:
+def _as_user(user: str) -> list[str]:
+    """The command prefix that runs a tool as ``user`` when we are root."""
+    return (
+        ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups"]
+        if os.geteuid() == 0
+        else []
+    )
+
+
+class _Stoppable:
+    """A server that a ``with`` block stops."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Server(_Stoppable):
     """What the servers share: a directory, a port, a process, and stop()."""
 
     def __init__(self, directory: Path) -> None:
@@ -130,6 +154,21 @@ class _Server:
     def _running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def _wait_ready(self, probe: list[str], what: str, log: Path, seconds: float = 30.0) -> None:
+        """Wait until the ``probe`` command succeeds.
+
+        :raises ServerError: the server exited, or did not answer in ``seconds``.
+        """
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not self._running():
+                raise ServerError(f"{what} exited\n{log.read_text(errors='replace')}")
+            if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        detail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise ServerError(f"{what} did not start in {seconds:.0f}s\n{detail}")
+
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop the server and wait for it to exit."""
         process, self.process = self.process, None
@@ -141,17 +180,6 @@ class _Server:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class MariaDB(_Server):
@@ -174,7 +202,7 @@ class MariaDB(_Server):
         _chown(self.dir, "mysql")
         data = self.dir / "data"
         if not data.exists():
-            self._run_tool(
+            _run(
                 [
                     "mariadb-install-db",
                     "--no-defaults",
@@ -195,12 +223,6 @@ class MariaDB(_Server):
             ),
             database=None,
         )
-
-    @staticmethod
-    def _run_tool(argv: list[str]) -> None:
-        done = subprocess.run(argv, capture_output=True, check=False)
-        if done.returncode:
-            raise ServerError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
 
     def start(self) -> None:
         """Start (or restart) the server on the same port and socket."""
@@ -233,27 +255,11 @@ class MariaDB(_Server):
             self.dir / "stdout.log",
         )
 
-        def ready() -> bool:
-            if not self._running():
-                raise ServerError(f"mariadbd exited\n{self.log.read_text(errors='replace')}")
-            return (
-                subprocess.run(
-                    [
-                        "mariadb",
-                        "--no-defaults",
-                        f"--socket={self.socket}",
-                        "-u",
-                        "root",
-                        "-e",
-                        "SELECT 1",
-                    ],
-                    capture_output=True,
-                    check=False,
-                ).returncode
-                == 0
-            )
-
-        _wait(ready, "mariadbd", self.log)
+        self._wait_ready(
+            ["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", "root", "-e", "SELECT 1"],
+            "mariadbd",
+            self.log,
+        )
 
     def sql(self, statements: str, *, database: str | None = "mailmaps") -> str:
         """Run SQL as the server's root user; return what the client printed (tab-separated).
@@ -263,10 +269,7 @@ class MariaDB(_Server):
         argv = ["mariadb", "--no-defaults", f"--socket={self.socket}", "-u", "root", "-N", "-B"]
         if database:
             argv.append(database)
-        done = subprocess.run(argv, input=statements.encode(), capture_output=True, check=False)
-        if done.returncode:
-            raise ServerError(f"mariadb: {done.stderr.decode(errors='replace')}")
-        return done.stdout.decode()
+        return _run(argv, statements)
 
 
 class PostgreSQL(_Server):
@@ -289,8 +292,9 @@ class PostgreSQL(_Server):
         _chown(self.dir, "postgres")
         data = self.dir / "data"
         if not data.exists():
-            self._as_postgres(
+            _run(
                 [
+                    *_as_user("postgres"),
                     str(self.bindir / "initdb"),
                     "-D",
                     str(data),
@@ -316,28 +320,13 @@ class PostgreSQL(_Server):
         self.sql(f"CREATE DATABASE {self.database}", database="postgres")
         self.sql(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {self.user}")
 
-    def _as_postgres(self, argv: list[str]) -> None:
-        prefix = (
-            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-            if os.geteuid() == 0
-            else []
-        )
-        done = subprocess.run([*prefix, *argv], capture_output=True, check=False)
-        if done.returncode:
-            raise ServerError(f"{argv[0]} failed: {done.stderr.decode(errors='replace')}")
-
     def start(self) -> None:
         """Start (or restart) the server on the same port and socket."""
         if self._running():
             return
-        prefix = (
-            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-            if os.geteuid() == 0
-            else []
-        )
         self._spawn(
             [
-                *prefix,
+                *_as_user("postgres"),
                 str(self.bindir / "postgres"),
                 "-D",
                 str(self.dir / "data"),
@@ -353,25 +342,11 @@ class PostgreSQL(_Server):
             self.log,
         )
 
-        def ready() -> bool:
-            if not self._running():
-                raise ServerError(f"postgres exited\n{self.log.read_text(errors='replace')}")
-            return (
-                subprocess.run(
-                    [
-                        str(self.bindir / "pg_isready"),
-                        "-q",
-                        "-h",
-                        self.socket_dir,
-                        "-p",
-                        str(self.port),
-                    ],
-                    check=False,
-                ).returncode
-                == 0
-            )
-
-        _wait(ready, "postgres", self.log)
+        self._wait_ready(
+            [str(self.bindir / "pg_isready"), "-q", "-h", self.socket_dir, "-p", str(self.port)],
+            "postgres",
+            self.log,
+        )
 
     def stop(self, sig: int = signal.SIGINT) -> None:
         """Stop the server (a fast shutdown) and wait for it to exit."""
@@ -399,10 +374,7 @@ class PostgreSQL(_Server):
             "-d",
             database,
         ]
-        done = subprocess.run(argv, input=statements.encode(), capture_output=True, check=False)
-        if done.returncode:
-            raise ServerError(f"psql: {done.stderr.decode(errors='replace')}")
-        return done.stdout.decode()
+        return _run(argv, statements)
 
 
 #: A small schema with the attributes Postfix's ldap_table(5) examples use, which no stock
@@ -476,13 +448,7 @@ class Slapd(_Server):
         )
         (self.dir / "db").mkdir(exist_ok=True)
         (self.dir / "data.ldif").write_text(ldif)
-        done = subprocess.run(
-            ["slapadd", "-q", "-f", str(self.conf), "-l", str(self.dir / "data.ldif")],
-            capture_output=True,
-            check=False,
-        )
-        if done.returncode:
-            raise ServerError(f"slapadd failed: {done.stderr.decode(errors='replace')}")
+        _run(["slapadd", "-q", "-f", str(self.conf), "-l", str(self.dir / "data.ldif")])
         if os.geteuid() == 0:
             for path in [self.dir, *self.dir.rglob("*")]:
                 shutil.chown(path, "openldap", "openldap")
@@ -525,19 +491,11 @@ class Slapd(_Server):
             self.log,
         )
 
-        def ready() -> bool:
-            if not self._running():
-                raise ServerError(f"slapd exited\n{self.log.read_text(errors='replace')}")
-            return (
-                subprocess.run(
-                    ["ldapsearch", "-x", "-H", self.url, "-b", self.suffix, "-s", "base", "dn"],
-                    capture_output=True,
-                    check=False,
-                ).returncode
-                == 0
-            )
-
-        _wait(ready, "slapd", self.log)
+        self._wait_ready(
+            ["ldapsearch", "-x", "-H", self.url, "-b", self.suffix, "-s", "base", "dn"],
+            "slapd",
+            self.log,
+        )
 
 
 # --- scripted lookup servers (tcp_table, socketmap) -----------------------------------------
@@ -607,7 +565,7 @@ class SocketmapScript(_Script):
         return netstring(b"OK " + value.encode("utf-8", "surrogateescape"))
 
 
-class ScriptedServer:
+class ScriptedServer(_Stoppable):
     """A threaded lookup server on 127.0.0.1 (or a UNIX socket) that answers with a script.
 
     :param script: called with each request (a ``tcp:`` line without its newline, or a
@@ -678,14 +636,3 @@ class ScriptedServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
