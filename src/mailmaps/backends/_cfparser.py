@@ -60,7 +60,7 @@ class TableConfig:
         full = f"{self.name}_{name}"
         return self._main.get(full) if self._main.raw(full) is not None else None
 
-    def _where(self, name: str) -> str:
+    def _where(self) -> str:
         return f"{self.name}: " if self.is_file else ""
 
     def _label(self, name: str) -> str:
@@ -79,12 +79,12 @@ class TableConfig:
             value = default or ""
         if min_len and len(value) < min_len:
             raise ConfigError(
-                f"{self._where(name)}bad string length {len(value)} < {min_len}: "
+                f"{self._where()}bad string length {len(value)} < {min_len}: "
                 f"{self._label(name)} = {value}"
             )
         if max_len and len(value) > max_len:
             raise ConfigError(
-                f"{self._where(name)}bad string length {len(value)} > {max_len}: "
+                f"{self._where()}bad string length {len(value)} > {max_len}: "
                 f"{self._label(name)} = {value}"
             )
         return value
@@ -111,13 +111,11 @@ class TableConfig:
             value = int(stripped)
         if min_value and value < min_value:
             raise ConfigError(
-                f"{self._where(name)}invalid {self._label(name)} parameter value "
-                f"{value} < {min_value}"
+                f"{self._where()}invalid {self._label(name)} parameter value {value} < {min_value}"
             )
         if max_value and value > max_value:
             raise ConfigError(
-                f"{self._where(name)}invalid {self._label(name)} parameter value "
-                f"{value} > {max_value}"
+                f"{self._where()}invalid {self._label(name)} parameter value {value} > {max_value}"
             )
         return value
 
@@ -133,6 +131,4 @@ class TableConfig:
             return True
         if text.lower() == "no":
             return False
-        raise ConfigError(
-            f"{self._where(name)}bad boolean configuration: {self._label(name)} = {text}"
-        )
+        raise ConfigError(f"{self._where()}bad boolean configuration: {self._label(name)} = {text}")
