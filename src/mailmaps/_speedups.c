@@ -9,6 +9,9 @@
  *   non-ASCII key, a key too long for the stack buffer, a value that is not UTF-8, an LMDB
  *   error) comes back as NotImplemented, and the Python code answers it with its full rules
  *   and diagnostics.
+ * - find_plain() (_search.c): Postfix's address search order for addresses that need no
+ *   quoting, over a list of tables; resolve_plain() (_resolve.c): such an address through
+ *   cleanup's canonical and virtual alias mapping and trivial-rewrite's transport choice.
  * - build_uniform(): an lmdb or cdb file from a postmap source whose every line is
  *   "key SEP value", the form generated tables have; any other line hands the source back to
  *   the Python parser.
@@ -16,8 +19,7 @@
  * The Python backends stay the reference; this module only makes the common cases fast, and
  * the tests check both give the same answers and files.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_speedups.h"
 #include <structmember.h>
 #include <lmdb.h>
 #include <fcntl.h>
@@ -39,6 +41,7 @@ typedef struct {
     int try_with;    /* try the key with a trailing NUL */
     int try_without; /* try the key without it */
     int lock_fd;     /* Postfix's shared fcntl lock around each lookup, or -1 */
+    int held;        /* the caller holds that lock and renewed the transaction */
     PyObject *fallback; /* lookup() hands what get() cannot answer to this callable */
 } Reader;
 
@@ -209,7 +212,7 @@ Reader_lookup(Reader *self, PyObject *key)
      * there is one, with the transaction renewed; the rest goes to the fallback. */
     PyObject *value;
 
-    if (self->lock_fd >= 0) {
+    if (self->lock_fd >= 0 && !self->held) {
         if (set_lock(self->lock_fd, F_RDLCK) < 0)
             return PyErr_SetFromErrno(PyExc_OSError);
         value = reader_renew(self) ? reader_get(self, key) : Py_NewRef(Py_NotImplemented);
@@ -308,6 +311,8 @@ static PyMethodDef Reader_methods[] = {
 static PyMemberDef Reader_members[] = {
     {"try_with", T_INT, offsetof(Reader, try_with), 0, "Keys are tried with a trailing NUL."},
     {"try_without", T_INT, offsetof(Reader, try_without), 0, "Keys are tried without one."},
+    {"held", T_INT, offsetof(Reader, held), 0,
+     "The caller holds the shared lock and renewed the transaction: lookup() takes neither."},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -703,6 +708,11 @@ done:
 }
 
 static PyMethodDef module_methods[] = {
+    {"find_plain", (PyCFunction)(void (*)(void))mm_find_plain, METH_FASTCALL,
+     "find_plain(all, fixed, address, bits, params) -> (value, extension) | NotImplemented: "
+     "see _search.c"},
+    {"resolve_plain", (PyCFunction)(void (*)(void))mm_resolve_plain, METH_FASTCALL,
+     "resolve_plain(plan, address) -> list | NotImplemented: see _resolve.c"},
     {"build_uniform", (PyCFunction)(void (*)(void))build_uniform, METH_VARARGS | METH_KEYWORDS,
      "build_uniform(path, data, sep, fold, nul, replace, map_size, format='lmdb') -> list | None"},
     {NULL, NULL, 0, NULL},

@@ -135,6 +135,9 @@ class MapList:
         #: does, address searches look up the full address only.
         self.has_fixed = any(table.fixed_keys for table in self.tables)
         self._fixed = [table for table in self.tables if table.fixed_keys]
+        #: The tables' lookup functions, all and exact-key ones (for the C address search).
+        self.lookups = tuple(table.lookup for table in self.tables)
+        self.fixed_lookups = tuple(table.lookup for table in self._fixed)
         #: Where lookups are recorded: an object whose ``events`` attribute is a list to
         #: append ``(table, key, value)`` to, or ``None`` (see :class:`mailmaps.resolver`).
         self.recorder: _Recorder | None = None

@@ -167,6 +167,11 @@ class MatchList:
                 self._tables[spec] = SurrogateTable(parsed, str(exc))
         return self._tables[spec]
 
+    @property
+    def fixed_answers(self) -> bool:
+        """Whether the list's answers cannot change (it names no tables)."""
+        return self._memo is not None
+
     def match(self, *args: str) -> bool:
         """Whether the list matches: one argument for string and domain lists, the host name
         and address for host lists.
@@ -384,6 +389,11 @@ class LocalDomains:
         addresses = _interface_list(values.get("inet_interfaces", "all"), protocols)
         addresses += _interface_list(values.get("proxy_interfaces", ""), protocols)
         return cls(values.get("mydestination", ""), addresses, opener=opener)
+
+    @property
+    def fixed_answers(self) -> bool:
+        """Whether the answers cannot change (``mydestination`` names no tables)."""
+        return self.list.fixed_answers
 
     def is_local(self, domain: str) -> bool:
         """Whether ``domain`` is local.

@@ -21,12 +21,14 @@ changed the address is recorded in order (:class:`TraceEvent`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -54,13 +56,21 @@ from mailmaps.rfc822 import (
     quote_local,
     unquote_local,
 )
-from mailmaps.routing import AddressClass, Route, Router, RouteSettings, RouteTables
+from mailmaps.routing import (
+    AddressClass,
+    ResolveFlag,
+    Route,
+    Router,
+    RouteSettings,
+    RouteTables,
+)
 from mailmaps.search import (
     Form,
     SearchSettings,
     mail_addr_find,
     mail_addr_map,
     transport_lookup,
+    transport_strategy,
 )
 from mailmaps.spec import MapSpec, split_list
 from mailmaps.table import OpenOptions, Table
@@ -72,6 +82,14 @@ log = logging.getLogger("mailmaps")
 Status = Literal["deliverable", "undeliverable"]
 
 #: Transports whose delivery agent talks to another host: the outcome depends on it.
+#: How many addresses :meth:`Resolver.resolve_many` resolves under one hold of the tables.
+HOLD_BATCH = 256
+
+try:
+    from mailmaps._speedups import resolve_plain as _resolve_plain
+except ImportError:  # pragma: no cover - built without the C extension
+    _resolve_plain = None  # type: ignore[assignment]
+
 NETWORK_COMMANDS = frozenset({"smtp", "lmtp"})
 
 #: Postfix's own master.cf services and the program each runs (when no master.cf is given).
@@ -201,6 +219,8 @@ class Resolver:
     :param services: master.cf's service names and the program each runs; transports not
         listed are "mail transport unavailable".  Default: Postfix's stock services.
     :param passwd: the user database local(8) consults (default: this machine's).
+    :param compiled: resolve plain addresses in C when the extension is built (the answers
+        are the same; ``False`` sends every address through the Python code).
     """
 
     def __init__(
@@ -209,19 +229,26 @@ class Resolver:
         *,
         services: Mapping[str, str] | None = None,
         passwd: Callable[[str], PasswdEntry | None] = passwd_lookup,
+        compiled: bool = True,
     ) -> None:
         self.config = config
         self.services = dict(services if services is not None else DEFAULT_SERVICES)
         self._tracer = _Tracer()
         self._maps: list[MapList] = []
         self._tables: dict[str, Table] = {}
+        # hold(): threads share one hold of the tables; the last one out releases it.
+        self._hold_mutex = threading.Lock()
+        self._holders = 0
+        self._held = contextlib.ExitStack()
         self._wildcard: tuple[float, str | None] | None = None
         #: The stage each open table belongs to, for the trace.
         self._stages: dict[int, str] = {}
         self._passwd_cache: dict[str, PasswdEntry | None] = {}
         self._passwd = passwd
+        self._plain: tuple[Any, ...] | None = None
         try:
             self._setup(self._cached_passwd)
+            self._plain = self._plain_plan() if compiled else None
         except BaseException:
             self.close()
             raise
@@ -402,6 +429,40 @@ class Resolver:
             passwd=passwd,
         )
 
+    def _plain_plan(self) -> tuple[Any, ...] | None:
+        """What :func:`mailmaps._speedups.resolve_plain` needs to resolve plain addresses
+        in C (see ``_resolve.c``), or ``None`` when this configuration takes the Python path
+        for every address: no C extension, recipient masquerading, or a table whose lookups
+        cannot be repeated without a difference (a server, a table that failed to open) —
+        the C path hands failures back, and the Python path looks the keys up again."""
+        if _resolve_plain is None or (self.masquerade is not None and self.masquerade_recipients):
+            return None
+        lists = [*self.recipient_mappings, self.virtual_alias, self.transport, self.relocated]
+        for maps in lists:
+            if maps is not None and not all(
+                table.replayable and not isinstance(table, SurrogateTable)  # type: ignore[attr-defined]
+                for table in maps.tables
+            ):
+                return None
+
+        def searched(maps: MapList, *rest: object) -> tuple[object, ...]:
+            return (maps.lookups, maps.fixed_lookups, *rest)
+
+        transport_bits = int(transport_strategy(self.transport_parent_style))
+        return (
+            tuple(searched(m, "canonical" in self.propagate) for m in self.recipient_mappings),
+            searched(self.virtual_alias, "virtual" in self.propagate)
+            if self.virtual_alias is not None
+            else None,
+            self.search_settings.plain_args,
+            (self.recursion_limit, self.expansion_limit, self.length_limit),
+            self.router.plain_domain,
+            searched(self.transport, transport_bits) if self.transport is not None else None,
+            self._transport_wildcard,
+            searched(self.relocated) if self.relocated is not None else None,
+            int(ResolveFlag.CLASS_ALIAS),
+        )
+
     def _cached_passwd(self, name: str) -> PasswdEntry | None:
         cache = self._passwd_cache
         if name not in cache:
@@ -434,7 +495,16 @@ class Resolver:
         tracer = self._tracer
         tracer.events = [] if trace else None
         try:
-            recipients = self._resolve(address, unquote_local(sender) if sender else "")
+            try:
+                cleaned = self._cleanup_sender(unquote_local(sender)) if sender else ""
+            except _NotAccepted as exc:
+                recipients = [_not_accepted(address, exc)]
+            else:
+                if self._plain is not None and not trace:
+                    fast = self._resolve_plain(self._plain, address)
+                    if fast is not None:
+                        return Resolution(address, fast)
+                recipients = self._resolve(address, cleaned)
             events = tuple(self._event(item) for item in tracer.events or ())
         finally:
             tracer.events = None
@@ -447,16 +517,65 @@ class Resolver:
                     r = replace(r, address=external)
             quoted.append(r)
         if len(quoted) > 1:
-            quoted.sort(key=lambda r: (r.address, r.text or ""))
+            quoted.sort(key=_report_order)
         ordered = quoted
         return Resolution(address, tuple(ordered), events)
 
     def resolve_many(
         self, addresses: Iterable[str], sender: str = "", *, trace: bool = False
     ) -> Iterator[Resolution]:
-        """:meth:`resolve` for each address, in order."""
-        for address in addresses:
-            yield self.resolve(address, sender, trace=trace)
+        """:meth:`resolve` for each address, in order: the fast path for many addresses.
+
+        The addresses are resolved in batches of :data:`HOLD_BATCH`, each under one shared
+        lock and one read snapshot per file table (where :meth:`resolve` locks around every
+        lookup, as Postfix's daemons do). A batch sees one consistent version of every table,
+        a writer (``postmap``) waits at most for one batch, and no lock is held while the
+        caller consumes the answers.
+        """
+        # Pattern tables among the recipient's canonical maps see each address whole first:
+        # they answer a batch in one scan before the batch is resolved.
+        ahead: list[Any] = [
+            table
+            for maps in self.recipient_mappings
+            for table in maps.tables
+            if hasattr(table, "prefetch")
+        ]
+        pending = iter(addresses)
+        while batch := list(islice(pending, HOLD_BATCH)):
+            with self.hold():
+                for table in ahead:
+                    table.prefetch(batch)
+                try:
+                    answers = [self.resolve(address, sender, trace=trace) for address in batch]
+                finally:
+                    for table in ahead:
+                        table.forget()
+            yield from answers
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold every file table's shared lock and read snapshot until the block ends (see
+        :meth:`resolve_many`); lookups inside the block take no locks of their own."""
+        with self._hold_mutex:
+            if self._holders == 0:
+                stack = contextlib.ExitStack()
+                try:
+                    for table in self._tables.values():
+                        hold = getattr(table, "hold", None)
+                        if hold is not None:
+                            stack.enter_context(hold())
+                except BaseException:
+                    stack.close()
+                    raise
+                self._held = stack
+            self._holders += 1
+        try:
+            yield
+        finally:
+            with self._hold_mutex:
+                self._holders -= 1
+                if self._holders == 0:
+                    self._held.close()
 
     def close(self) -> None:
         """Close every table."""
@@ -481,20 +600,36 @@ class Resolver:
     def _note(self, stage: str, address: str, result: str | None, note: str) -> None:
         self._tracer.add(TraceEvent(stage, address, result=result, note=note))
 
+    def _resolve_plain(
+        self, plan: tuple[Any, ...], address: str
+    ) -> tuple[FinalRecipient, ...] | None:
+        """The common case in C (``mailmaps._speedups.resolve_plain``, see ``_resolve.c``):
+        a plain address through cleanup and trivial-rewrite, to network, ``error:`` and
+        ``discard:`` transports; ``None`` for everything else (the Python path answers)."""
+        routes = _resolve_plain(plan, address)
+        if routes is NotImplemented:
+            return None
+        outcome = self._outcome
+        finals = []
+        for recipient, cls, transport, nexthop in routes:
+            final = outcome(recipient, cls, transport, nexthop)
+            if final is None:
+                return None  # local(8) or virtual(8) decides
+            finals.append(final)
+        if len(finals) > 1:
+            finals.sort(key=_report_order)
+        return tuple(finals)
+
     def _resolve(self, address: str, sender: str) -> list[FinalRecipient]:
+        """The final recipients for ``address`` (external form) from the cleaned-up
+        ``sender``."""
         inputs = _command_line_recipients(address)
         accepted: list[str] = []
-        try:
-            sender = self._cleanup_sender(sender)
-        except _NotAccepted as exc:
-            return [FinalRecipient(address, None, None, None, "undeliverable", exc.dsn, exc.text)]
         for recipient in inputs:
             try:
                 accepted.extend(self._cleanup(recipient))
             except _NotAccepted as exc:
-                return [
-                    FinalRecipient(address, None, None, None, "undeliverable", exc.dsn, exc.text)
-                ]
+                return [_not_accepted(address, exc)]
         out: list[FinalRecipient] = []
         local_batch: list[tuple[str, Route]] = []
         for recipient in accepted:
@@ -678,44 +813,53 @@ class Resolver:
         cls = route.address_class
         recipient = route.recipient
         if route.failed:
-            return [self._final(recipient, cls, "retry", route, "4.3.0 address resolver failure")]
-        if route.error:
-            return [self._final(recipient, cls, "error", route, "5.1.3 bad address syntax")]
-        transport = route.transport
-        program = self.services.get(transport)
-        if program is None:
             return [
-                FinalRecipient(
-                    recipient,
-                    cls,
-                    transport,
-                    route.nexthop,
-                    "undeliverable",
-                    "4.3.0",
-                    "mail transport unavailable",
+                self._final(
+                    recipient, cls, "retry", route.nexthop, "4.3.0 address resolver failure"
                 )
             ]
-        if program == "error":
-            return [self._final(recipient, cls, transport, route, route.nexthop)]
-        if program == "discard":
-            dsn, text = dsn_split("2.0.0", route.nexthop)
-            return [
-                FinalRecipient(recipient, cls, transport, route.nexthop, "deliverable", dsn, text)
-            ]
-        if program == "local":
+        if route.error:
+            return [self._final(recipient, cls, "error", route.nexthop, "5.1.3 bad address syntax")]
+        found = self._outcome(recipient, cls, route.transport, route.nexthop)
+        if found is not None:
+            return [found]
+        if self.services[route.transport] == "local":
             local_batch.append((recipient, route))
             return []
-        if program == "virtual":
-            return self._deliver_virtual(route)
-        return [FinalRecipient(recipient, cls, transport, route.nexthop, None, None, None)]
+        return self._deliver_virtual(route)
+
+    def _outcome(
+        self, recipient: str, cls: AddressClass | None, transport: str, nexthop: str
+    ) -> FinalRecipient | None:
+        """What the transport's master.cf program makes of the recipient; ``None`` for the
+        local(8) and virtual(8) delivery agents, whose decisions take more."""
+        program = self.services.get(transport)
+        if program is None:
+            return FinalRecipient(
+                recipient,
+                cls,
+                transport,
+                nexthop,
+                "undeliverable",
+                "4.3.0",
+                "mail transport unavailable",
+            )
+        if program == "error":
+            return self._final(recipient, cls, transport, nexthop, nexthop)
+        if program == "discard":
+            dsn, text = dsn_split("2.0.0", nexthop)
+            return FinalRecipient(recipient, cls, transport, nexthop, "deliverable", dsn, text)
+        if program == "local" or program == "virtual":
+            return None
+        return FinalRecipient(recipient, cls, transport, nexthop, None, None, None)
 
     def _final(
-        self, recipient: str, cls: AddressClass | None, transport: str, route: Route, why: str
+        self, recipient: str, cls: AddressClass | None, transport: str, nexthop: str, why: str
     ) -> FinalRecipient:
         """An ``error``/``retry`` outcome: the reason text may start with a DSN code."""
         default = "4.0.0" if transport == "retry" else "5.0.0"
         dsn, text = dsn_split(default, why)
-        return FinalRecipient(recipient, cls, transport, route.nexthop, "undeliverable", dsn, text)
+        return FinalRecipient(recipient, cls, transport, nexthop, "undeliverable", dsn, text)
 
     def _deliver_local(self, batch: list[tuple[str, Route]]) -> list[FinalRecipient]:
         route = batch[0][1]
@@ -820,6 +964,15 @@ class _Lists:
         self.relay_domains = domains(config, "relay_domains", ListKind.DOMAIN, opener=opener)
         parent = config.get_set("parent_domain_matches_subdomains")
         self.transport_parent_style = "transport_maps" in parent
+
+
+def _not_accepted(address: str, exc: _NotAccepted) -> FinalRecipient:
+    """The message is not accepted at all (cleanup's reply)."""
+    return FinalRecipient(address, None, None, None, "undeliverable", exc.dsn, exc.text)
+
+
+def _report_order(recipient: FinalRecipient) -> tuple[str, str]:
+    return recipient.address, recipient.text or ""
 
 
 def _lookup(maps: MapList | None) -> Callable[[str], str | None] | None:

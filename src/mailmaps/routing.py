@@ -199,6 +199,15 @@ class Router:
         self.settings = settings
         self.tables = tables
         self._domains: dict[str, bool] = {}
+        lists = (
+            tables.is_local,
+            tables.virtual_alias_domains,
+            tables.virtual_mailbox_domains,
+            tables.relay_domains,
+        )
+        self._plain_memo: dict[str, tuple[int, AddressClass, str, str] | None] | None = (
+            {} if all(_remembers(test) for test in lists) else None
+        )
 
     def resolve(self, address: str, sender: str = "") -> Route:
         """Resolve ``address`` (internal form) for mail from ``sender`` (internal form)."""
@@ -382,6 +391,56 @@ class Router:
     def _route(
         self, recipient: str, rcpt_domain: str, remote: bool, sender: str, flags: int
     ) -> Route:
+        channel, nexthop, flags = self._domain_route(rcpt_domain, remote, sender, flags)
+        if flags & _FAIL:
+            return Route(channel, nexthop, recipient, ResolveFlag(flags))
+        t, s = self.tables, self.settings
+        if t.transport is not None and not flags & _CLASS_ALIAS:
+            found = t.transport(recipient, rcpt_domain, channel, nexthop)
+            if found is not None:
+                channel, nexthop = found
+        if t.relocated is not None:
+            moved = t.relocated(recipient)
+            if moved is not None:
+                channel, nexthop = "error", f"5.1.6 User has moved to {moved}"
+        if not s.allow_min_user and recipient.startswith("-"):
+            flags |= _ERROR
+        return Route(channel, nexthop, recipient, ResolveFlag(flags))
+
+    def plain_domain(self, domain: str) -> tuple[int, AddressClass, str, str] | None:
+        """What trivial-rewrite decides from the domain alone, for a plain ``user@domain`` with
+        a remote domain and the null sender: ``(flags, class, transport, nexthop)`` before the
+        transport and relocated tables, or ``None`` when the address must take the whole
+        path (local, invalid or numeric domain, a table failed, sender-dependent tables).
+        Remembered per domain while the domain lists have no tables."""
+        memo = self._plain_memo
+        if memo is not None and domain in memo:
+            return memo[domain]
+        answer: tuple[int, AddressClass, str, str] | None = None
+        t = self.tables
+        if (
+            t.sender_relayhost is None
+            and t.sender_default_transport is None
+            and self._valid_domain(domain)
+        ):
+            try:
+                if not t.is_local(domain):
+                    channel, nexthop, flags = self._domain_route(domain, True, "", 0)
+                    if not flags & _FAIL:
+                        cls = next(name for bit, name in _CLASS_NAMES if flags & bit)
+                        answer = flags, cls, channel, nexthop
+            except LookupFailed:
+                return None  # not remembered: the next address asks the tables again
+        if memo is not None:
+            if len(memo) > 65536:
+                memo.clear()
+            memo[domain] = answer
+        return answer
+
+    def _domain_route(
+        self, rcpt_domain: str, remote: bool, sender: str, flags: int
+    ) -> tuple[str, str, int]:
+        """The address class, transport and nexthop that the domain and sender give."""
         s, t = self.settings, self.tables
         blame = ""
         nexthop = NEXTHOP_NOT_UPDATED
@@ -425,18 +484,8 @@ class Router:
             nexthop = destination
         if not channel:
             log.warning("parameter %s: null transport is not allowed", blame)
-            return Route(channel, nexthop, recipient, ResolveFlag(flags | _FAIL))
-        if t.transport is not None and not flags & _CLASS_ALIAS:
-            found = t.transport(recipient, rcpt_domain, channel, nexthop)
-            if found is not None:
-                channel, nexthop = found
-        if t.relocated is not None:
-            moved = t.relocated(recipient)
-            if moved is not None:
-                channel, nexthop = "error", f"5.1.6 User has moved to {moved}"
-        if not s.allow_min_user and recipient.startswith("-"):
-            flags |= _ERROR
-        return Route(channel, nexthop, recipient, ResolveFlag(flags))
+            flags |= _FAIL
+        return channel, nexthop, flags
 
     def _default_transport(self, sender: str) -> tuple[str, str]:
         s, t = self.settings, self.tables
@@ -454,6 +503,13 @@ class Router:
                 channel = s.default_transport if found.lower() == "dunno" else found
                 return channel, "sender_dependent_default_transport_maps"
         return s.default_transport, s.names["default_transport"]
+
+
+def _remembers(test: DomainTest | None) -> bool:
+    """Whether a domain list's answers cannot change (it has no tables)."""
+    if test is None:
+        return True
+    return bool(getattr(getattr(test, "__self__", test), "fixed_answers", False))
 
 
 class _GiveUp(Exception):

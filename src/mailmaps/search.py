@@ -53,8 +53,14 @@ __all__ = [
     "split_addr",
     "strip_addr",
     "transport_lookup",
+    "transport_strategy",
 ]
 
+
+try:
+    from mailmaps._speedups import find_plain as _find_plain
+except ImportError:  # pragma: no cover - built without the C extension
+    _find_plain = None  # type: ignore[assignment]
 
 #: A key that quoting leaves alone in either form: a dot-atom local part, maybe a plain domain.
 _PLAIN_KEY = re.compile(f"{PLAIN_LOCAL_PART}(?:@[A-Za-z0-9.-]*)?")
@@ -131,6 +137,20 @@ class SearchSettings:
     owner_request_special: bool = True
     double_bounce_sender: str = "double-bounce"
     rewrite: RewriteSettings | None = None
+    #: The arguments of the C search that come from these settings.
+    plain_args: tuple[str, bool, Callable[[str], bool], str, str] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        args = (
+            self.recipient_delimiter,
+            self.owner_request_special,
+            self.is_local,
+            self.myorigin.lower(),
+            self.double_bounce_sender.lower(),
+        )
+        object.__setattr__(self, "plain_args", args)
 
 
 def split_addr(
@@ -166,7 +186,11 @@ def split_addr(
 
 
 def strip_addr(
-    address: str, delimiters: str, *, owner_request_special: bool = True
+    address: str,
+    delimiters: str,
+    *,
+    owner_request_special: bool = True,
+    double_bounce_sender: str = "double-bounce",
 ) -> tuple[str | None, str | None]:
     """The address without its extension, and the extension with its delimiter
     (``strip_addr_internal()``): ``user+foo@x`` gives ``("user@x", "+foo")``.
@@ -178,11 +202,22 @@ def strip_addr(
     local, at, domain = address.rpartition("@")
     if not at:
         local = address
-    user, extension = split_addr(local, delimiters, owner_request_special=owner_request_special)
+    user, extension = split_addr(
+        local,
+        delimiters,
+        owner_request_special=owner_request_special,
+        double_bounce_sender=double_bounce_sender,
+    )
     if extension is None:
         return None, None
     saved = local[len(user) :]
     return user + (at + domain if at else ""), saved
+
+
+def _quiet(maps: Searchable) -> bool:
+    """Whether nobody records this list's lookups (a trace wants every key, in Python)."""
+    recorder = getattr(maps, "recorder", None)
+    return recorder is None or recorder.events is None
 
 
 def _quoted(address: str, with_domain: bool) -> str:
@@ -248,15 +283,26 @@ def mail_addr_find_ext(
 ) -> tuple[str | None, str | None]:
     """:func:`mail_addr_find`, and the extension (with its delimiter) when the match was on a
     key without it (``user@domain``, ``user``); ``None`` otherwise."""
-    full = unquote_local(address) if in_form is Form.EXTERNAL else address
     bits = int(strategy)  # plain int tests: IntFlag arithmetic is slow
+    lookups = getattr(maps, "lookups", None)
+    if _find_plain is not None and lookups is not None and _quiet(maps):
+        # Addresses that need no quoting, in C; it hands anything else back (NotImplemented).
+        found = _find_plain(lookups, maps.fixed_lookups, address, bits, settings.plain_args)  # type: ignore[attr-defined]
+        if found is not NotImplemented:
+            if found[0] is not None and out_form is Form.INTERNAL:
+                return unquote_local(found[0]), found[1]
+            return found  # type: ignore[no-any-return]
+    full = unquote_local(address) if in_form is Form.EXTERNAL else address
     if not getattr(maps, "has_fixed", True):
         bits &= _FULL  # every other key goes to exact-key tables only, and there are none
     bare: str | None = None
     saved_ext: str | None = None
     if settings.recipient_delimiter and bits & _NOEXT:
         bare, saved_ext = strip_addr(
-            full, settings.recipient_delimiter, owner_request_special=settings.owner_request_special
+            full,
+            settings.recipient_delimiter,
+            owner_request_special=settings.owner_request_special,
+            double_bounce_sender=settings.double_bounce_sender,
         )
     extension: str | None = None
     result: str | None = None
@@ -430,6 +476,13 @@ class TransportEntry:
         return self.transport, domain
 
 
+def transport_strategy(parent_matches_subdomains: bool) -> Strategy:
+    """transport(5)'s search: the address, without extension, the domain and its parents
+    (``example.com`` style when ``transport_maps`` is in parent_domain_matches_subdomains,
+    else ``.example.com``)."""
+    return _TRANSPORT_PDMS if parent_matches_subdomains else _TRANSPORT_PDDMDS
+
+
 def transport_lookup(
     maps: Searchable,
     address: str,
@@ -453,7 +506,7 @@ def transport_lookup(
     """
     if not address:
         return None
-    strategy = _TRANSPORT_PDMS if parent_matches_subdomains else _TRANSPORT_PDDMDS
+    strategy = transport_strategy(parent_matches_subdomains)
     value = mail_addr_find(maps, address, settings, strategy=strategy)
     if value is not None:
         return TransportEntry.parse(value).apply(domain, transport, nexthop)

@@ -300,3 +300,54 @@ def test_c_writer_builds_what_python_builds(
     hands sources that are not uniform back to the Python parser)."""
     c, py = build_with_and_without_c("lmdb", tmp_path, monkeypatch, source, OpenOptions(nul=nul))
     assert raw_items(c.with_suffix(".lmdb")) == raw_items(py.with_suffix(".lmdb"))
+
+
+def exclusive_lock_is_free(path: Path, style: str = "fcntl") -> bool:
+    """Whether another process could take the exclusive lock on ``path`` right now."""
+    call = "fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    if style == "flock":
+        call = "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+    code = (
+        "import fcntl, os\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+        f"try:\n    {call}\nexcept OSError:\n    print('busy')\nelse:\n    print('free')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return run.stdout.strip() == "free"
+
+
+@pytest.mark.parametrize("lock", [True, False], ids=["locked", "lock-free"])
+def test_hold_takes_the_shared_lock_once_for_many_lookups(tmp_path: Path, lock: bool) -> None:
+    """hold(): one shared lock for every lookup in the block (a writer waits for the block);
+    nested holds, batches and the Python path (a non-ASCII key) inside keep it."""
+    build(tmp_path / "t", {"a": "1", "é": "2"}, OpenOptions())
+    path = tmp_path / "t.lmdb"
+    with open_table(f"lmdb:{tmp_path / 't'}", OpenOptions(lock=lock)) as table:
+        assert exclusive_lock_is_free(path)
+        with table.hold():
+            assert exclusive_lock_is_free(path) is not lock
+            assert table.lookup("a") == "1"
+            assert table.lookup("é") == "2"
+            assert table.lookup_many(["a", "b", "é"]) == ["1", None, "2"]
+            with table.hold():
+                assert table.lookup("A") == "1"
+            assert exclusive_lock_is_free(path) is not lock
+        assert exclusive_lock_is_free(path)
+        assert table.lookup("a") == "1"
+
+
+def test_a_hold_sees_the_table_as_it_is_when_it_begins(tmp_path: Path) -> None:
+    """A hold renews the read snapshot: a change made before it began is seen inside it."""
+    build(tmp_path / "t", {"a": "1"}, OpenOptions())
+    with open_table(f"lmdb:{tmp_path / 't'}") as table:
+        with table.hold():
+            assert table.lookup("b") is None
+        code = (
+            "from mailmaps import open_table\n"
+            f"with open_table('lmdb:{tmp_path / 't'}', writable=True) as writer:\n"
+            "    writer.update('b', '2')\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)  # one env per process
+        with table.hold():
+            assert table.lookup("b") == "2"
+            assert table.lookup_many(["a", "b"]) == ["1", "2"]

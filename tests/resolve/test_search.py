@@ -27,6 +27,15 @@ from tests.conftest import VECTORS
 
 GLOBAL = VECTORS / "src" / "global"
 
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def search_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: plain addresses searched in C (``_search.c``), and in Python only."""
+    if request.param == "python":
+        monkeypatch.setattr("mailmaps.search._find_plain", None)
+    return str(request.param)
+
+
 #: What the vector programs hard-code (INDEX.md).
 VECTOR_SETTINGS = SearchSettings(
     recipient_delimiter="+",

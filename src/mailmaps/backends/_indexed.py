@@ -126,6 +126,25 @@ class IndexedTable(BaseTable):
             return contextlib.nullcontext()
         return file_lock(self._lock_fd, exclusive=exclusive, style=self.lock_style)
 
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Take the shared lock once for many lookups (one consistent view of the table).
+
+        Postfix's daemons lock around each lookup; a caller that answers many queries in a
+        row (:meth:`~mailmaps.resolver.Resolver.resolve_many`) holds the lock for a batch
+        instead, as :meth:`lookup_many` does, so a writer waits at most for one batch.
+        Nested holds are allowed; the lock is dropped when the outermost one ends.
+        """
+        if self._batch:
+            yield
+            return
+        with self._lock(False):
+            self._batch = True
+            try:
+                yield
+            finally:
+                self._batch = False
+
     # -- NUL conventions --------------------------------------------------------------------
 
     def _probe(self, get: Callable[[bytes], bytes | None], raw: bytes) -> bytes | None:

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol
 from mailmaps.backends._pattern import RuleFileTable, RuleKind
 from mailmaps.engines import CompileError
 from mailmaps.engines.prefilter import Expression, Prefilter, cache_key
+from mailmaps.errors import LookupFailed
 from mailmaps.source import base64_file_value, c_string, logical_lines
 from mailmaps.table import OpenOptions
 from mailmaps.text import decode, encode
@@ -42,6 +43,7 @@ __all__ = ["Pattern", "Rule", "RuleKind", "RuleTable", "parse_replacement"]
 log = logging.getLogger("mailmaps")
 
 _SPACE = b" \t\n\r\v\f"
+_UNKNOWN = object()  # a key that was not prefetched
 _ALNUM = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _NAME = _ALNUM | {ord("_")}
 _NEGATION_OR_SPACE = frozenset(b"! \t\n\r\v\f")
@@ -211,6 +213,31 @@ class RuleTable(RuleFileTable):
         self._rule_of: list[int] = []  # pattern id -> index of its MATCH rule, or -1
         #: The patterns the prefilter speaks for: positive first patterns and positive IFs.
         self._positives: list[Pattern] = []
+        self._prefetched: dict[str, str | None] | None = None
+
+    # -- answers computed ahead -----------------------------------------------------------------
+
+    def lookup(self, key: str) -> str | None:
+        prefetched = self._prefetched
+        if prefetched is not None:
+            found = prefetched.get(key, _UNKNOWN)
+            if found is not _UNKNOWN:
+                return found  # type: ignore[return-value]
+        return super().lookup(key)
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Answer ``keys`` now, in one batch (:meth:`lookup_many`, one prefilter scan for
+        all), for the :meth:`lookup` calls that follow until :meth:`forget`.  The rules are
+        in memory and never change, so the answers are those the lookups would give.  A batch
+        that fails is not kept (each lookup then says so itself)."""
+        try:
+            self._prefetched = dict(zip(keys, self.lookup_many(keys), strict=True))
+        except LookupFailed:
+            self._prefetched = None
+
+    def forget(self) -> None:
+        """Drop what :meth:`prefetch` computed."""
+        self._prefetched = None
 
     # -- what a dialect provides ----------------------------------------------------------------
 

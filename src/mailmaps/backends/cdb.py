@@ -76,7 +76,7 @@ _BIG_ENDIAN = sys.byteorder == "big"
 def _source_writer() -> Any:
     """The optional C builder of uniform sources (``mailmaps._speedups``), or ``None``."""
     try:
-        from mailmaps import _speedups  # type: ignore[attr-defined]
+        from mailmaps import _speedups
     except ImportError:  # pragma: no cover - depends on the installation
         return None
     return functools.partial(_speedups.build_uniform, format="cdb")

@@ -8,6 +8,7 @@ size is doubled and the write retried, as ``slmdb.c`` does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from fcntl import LOCK_SH, LOCK_UN, lockf
@@ -43,7 +44,7 @@ _MAX_GROWTH = 2 * 64  # slmdb.c: bulk mode retries up to 2 * bits(size_t) times
 def _fast_reader() -> Any:
     """The optional C reader (``mailmaps._speedups``), or ``None`` when it was not built."""
     try:
-        from mailmaps import _speedups  # type: ignore[attr-defined]
+        from mailmaps import _speedups
     except ImportError:  # pragma: no cover - depends on the installation
         return None
     return _speedups.Reader
@@ -52,7 +53,7 @@ def _fast_reader() -> Any:
 def _source_writer() -> Any:
     """The optional C builder (``mailmaps._speedups.build_uniform``), or ``None``."""
     try:
-        from mailmaps import _speedups  # type: ignore[attr-defined]
+        from mailmaps import _speedups
     except ImportError:  # pragma: no cover - depends on the installation
         return None
     return _speedups.build_uniform
@@ -183,6 +184,29 @@ class LmdbTable(IndexedTable):
             raise PermanentLookupError(f"error reading {self}: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise PermanentLookupError(f'{self}: key "{key}": non-UTF-8 value') from exc
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        # One shared lock and one read transaction for every lookup until the hold ends: the
+        # C reader is told not to lock, and the Python path reads the same snapshot.
+        if self._txn is not None or self._lock_fd < 0 or self._env is None:
+            yield  # lock-free, already held, or writable: nothing to take
+            return
+        fast = self._fast
+        lockf(self._lock_fd, LOCK_SH)
+        try:
+            self._txn, self._batch = self._env.begin(buffers=False), True
+            if fast is not None:
+                fast.held = 1  # even if the renewal fails: the reader then hands keys back
+                fast.renew()
+            yield
+        finally:
+            if fast is not None:
+                fast.held = 0
+            txn, self._txn, self._batch = self._txn, None, False
+            if txn is not None:
+                txn.abort()
+            lockf(self._lock_fd, LOCK_UN)
 
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         # One shared lock and one read transaction for the whole batch: a batch sees one
