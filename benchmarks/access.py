@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/access.py [--clients 100000] [--helo-rules 1000] [--recipients 10000]
-                                [--decisions 50000] [--sessions 200]
+                                [--decisions 50000] [--sessions 200] [--repeat 3]
 
 The configuration is the one issue 6 names: ``permit_mynetworks``, a client access table of
 ``--clients`` entries in lmdb, a helo table of ``--helo-rules`` pcre rules, and a recipient
@@ -14,7 +14,8 @@ recipients.
 
 Measured:
 
-* ``AccessPolicy.decide()`` in one process, decisions per second;
+* ``AccessPolicy.decide_many()`` and ``decide()`` in one process, decisions per second (the
+  best of ``--repeat`` runs);
 * real Postfix: SMTP sessions per second through XCLIENT (connect, XCLIENT, EHLO, MAIL, RCPT,
   QUIT) against a private smtpd on loopback (needs root); every reply must agree with mailmaps,
   or the benchmark fails.
@@ -119,6 +120,7 @@ def main() -> int:
     parser.add_argument("--recipients", type=int, default=10_000)
     parser.add_argument("--decisions", type=int, default=50_000)
     parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     top = Path(tempfile.mkdtemp(prefix="mailmaps-bench-"))
     top.chmod(0o755)
@@ -129,10 +131,16 @@ def main() -> int:
         postfix = PostfixInstance(root, settings, smtpd=True)
         sessions = make_sessions(args.decisions, args.clients, args.helo_rules, args.recipients)
         with AccessPolicy.from_directory(postfix.config_dir) as policy:
-            start = time.perf_counter()
-            for session in sessions:
-                policy.decide(session)
-            ours = len(sessions) / (time.perf_counter() - start)
+            ours = single = 0.0
+            for _ in range(args.repeat):  # the best of --repeat runs: this machine is noisy
+                start = time.perf_counter()
+                for _ in policy.decide_many(sessions):
+                    pass
+                ours = max(ours, len(sessions) / (time.perf_counter() - start))
+                start = time.perf_counter()
+                for session in sessions:
+                    policy.decide(session)
+                single = max(single, len(sessions) / (time.perf_counter() - start))
             probes = sessions[: args.sessions]
             expected = [policy.decide(session).reply for session in probes]
         real = "-"
@@ -147,7 +155,8 @@ def main() -> int:
                     return 1
         print("| measurement | per second |")
         print("|---|---|")
-        print(f"| mailmaps AccessPolicy.decide(), {len(sessions):,} sessions | {ours:,.0f} |")
+        print(f"| mailmaps AccessPolicy.decide_many(), {len(sessions):,} sessions | {ours:,.0f} |")
+        print(f"| mailmaps AccessPolicy.decide(), one at a time | {single:,.0f} |")
         print(f"| real Postfix smtpd, XCLIENT sessions ({len(probes)}) | {real} |")
     finally:
         shutil.rmtree(top, ignore_errors=True)

@@ -492,6 +492,12 @@ class Resolver:
         :param sender: the envelope sender (external form; empty for the null sender).
         :param trace: record every table lookup and rule in :attr:`Resolution.trace`.
         """
+        return self._resolve_one(address, sender, trace, self._plain)
+
+    def _resolve_one(
+        self, address: str, sender: str, trace: bool, plan: tuple[Any, ...] | None
+    ) -> Resolution:
+        """:meth:`resolve`; ``plan`` is the C path's, or ``None`` when it was tried."""
         tracer = self._tracer
         tracer.events = [] if trace else None
         try:
@@ -500,8 +506,8 @@ class Resolver:
             except _NotAccepted as exc:
                 recipients = [_not_accepted(address, exc)]
             else:
-                if self._plain is not None and not trace:
-                    fast = self._resolve_plain(self._plain, address)
+                if plan is not None and not trace:
+                    fast = self._resolve_plain(plan, address)
                     if fast is not None:
                         return Resolution(address, fast)
                 recipients = self._resolve(address, cleaned)
@@ -546,11 +552,21 @@ class Resolver:
                 for table in ahead:
                     table.prefetch(batch)
                 try:
-                    answers = [self.resolve(address, sender, trace=trace) for address in batch]
+                    answers = [self._answer(address, sender, trace) for address in batch]
                 finally:
                     for table in ahead:
                         table.forget()
             yield from answers
+
+    def _answer(self, address: str, sender: str, trace: bool) -> Resolution:
+        """:meth:`resolve`, with the C path tried first without the wrapping."""
+        plan = self._plain
+        if plan is not None and not sender and not trace:
+            fast = self._resolve_plain(plan, address)
+            if fast is not None:
+                return Resolution(address, fast)
+            plan = None  # handed back: the Python path, without asking C again
+        return self._resolve_one(address, sender, trace, plan)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

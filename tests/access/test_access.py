@@ -405,3 +405,28 @@ def test_sharing_a_resolver_keeps_its_trace_stages() -> None:
             assert reply(policy, recipient="ghost@mx.example.com").startswith("550 5.1.1")
         assert stages() == before
         assert {stage for stage, _table in before} == {"virtual_alias", "local"}
+
+
+def test_decide_many_answers_as_decide_with_one_lock_per_batch(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from mailmaps.maps import create_table
+    from tests.backends.test_lmdb import exclusive_lock_is_free
+
+    with create_table(f"lmdb:{tmp_path}/clients") as build:
+        build.add("192.0.2", "REJECT listed")
+        build.add("198.51.100.7", "OK")
+    p = policy(smtpd_client_restrictions=f"check_client_access lmdb:{tmp_path}/clients")
+    sessions = [
+        replace(SESSION, client_address=f"{net}.{i}", recipient=rcpt)
+        for i in range(1, 200)
+        for net in ("192.0.2", "198.51.100")
+        for rcpt in ("alice@mx.example.com", "bob@far.example", "x@relay.example")
+    ]
+    assert len(sessions) > 256  # more than one batch
+    one_by_one = [p.decide(s) for s in sessions]
+    assert list(p.decide_many(sessions)) == one_by_one
+    assert {d.reply[:3] for d in one_by_one} >= {"554", "250", "454"}
+    with p.resolver.hold():
+        assert not exclusive_lock_is_free(tmp_path / "clients.lmdb")
+    assert exclusive_lock_is_free(tmp_path / "clients.lmdb")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -29,7 +30,7 @@ from mailmaps.errors import ConfigError
 from mailmaps.maps import MapList
 from mailmaps.matchlist import ListKind, MatchList, mynetworks_default
 from mailmaps.policyclient import PolicyService
-from mailmaps.resolver import Resolver
+from mailmaps.resolver import HOLD_BATCH, Resolver
 from mailmaps.routing import Route
 from mailmaps.spec import split_list
 from mailmaps.table import OpenOptions
@@ -326,6 +327,22 @@ class AccessPolicy:
         :param trace: record every restriction and lookup in :attr:`Decision.trace` (slower).
         """
         return self._run(session, "RCPT", lambda run: run.decide(), trace)
+
+    def decide_many(
+        self, sessions: Iterable[Session], *, trace: bool = False
+    ) -> Iterator[Decision]:
+        """:meth:`decide` for each session, in order: the fast way through many.
+
+        Sessions are decided in batches, each under one shared lock and read snapshot of every
+        file table (:meth:`Resolver.hold() <mailmaps.resolver.Resolver.hold>`), where
+        :meth:`decide` locks around each lookup as smtpd does; no lock is held while the caller
+        consumes the decisions.
+        """
+        pending = iter(sessions)
+        while batch := list(islice(pending, HOLD_BATCH)):
+            with self.resolver.hold():
+                answers = [self.decide(session, trace=trace) for session in batch]
+            yield from answers
 
     def _run(
         self, session: Session, stage: str, body: Callable[[_Run], str | None], trace: bool
