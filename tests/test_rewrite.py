@@ -71,3 +71,30 @@ def test_remote_context_uses_the_remote_domain() -> None:
     settings = RewriteSettings(myorigin="origin.example", remote_header_rewrite_domain="r.example")
     assert rewrite_address("user", "remote", settings) == "user@r.example"
     assert rewrite_address("user", "remote", RewriteSettings(myorigin="o")) == "user"
+
+
+@pytest.mark.parametrize("dot", [True, False], ids=["append_dot_mydomain", "no-append"])
+@pytest.mark.parametrize("operators", [True, False], ids=["operators", "no-operators"])
+def test_dotted_addresses_come_back_unchanged(dot: bool, operators: bool) -> None:
+    """What Resolver.canonicalize() and the C path take as given: a plain user@host.domain
+    is left alone by rewriting in the local context, whatever the settings."""
+    import random
+
+    from mailmaps.rfc822 import DOTTED_ADDRESS, quote_local, unquote_local
+
+    settings = RewriteSettings(
+        myorigin="origin.example",
+        mydomain="my.example",
+        append_dot_mydomain=dot,
+        swap_bangpath=operators,
+        allow_percent_hack=operators,
+    )
+    rng = random.Random(4)
+    atoms = ["a", "B", "x_y", "p+q", "e=f", "-", "0", "owner-x", "localhost", "my", "example"]
+    for _ in range(2000):
+        local = ".".join(rng.choice(atoms) for _ in range(rng.randint(1, 3)))
+        domain = ".".join(rng.choice(atoms[:1] + atoms[6:]) for _ in range(rng.randint(2, 4)))
+        address = f"{local}@{domain}"
+        assert DOTTED_ADDRESS.fullmatch(address)
+        got = unquote_local(rewrite_address(quote_local(address), "local", settings))
+        assert got == address

@@ -8,8 +8,8 @@
  *   local part of letters, digits and "_+=-" (what needs no quoting, parsing or rewriting);
  * - a table that fails, an empty value, a value that is not a comma-separated list of such
  *   addresses, a limit reached (virtual alias expansion, nesting, length), a local part that
- *   starts with "-", and a domain that route() (Router.plain_domain) does not answer (local
- *   domains, invalid ones, sender-dependent routing).
+ *   starts with "-", a local domain, and a domain that route() (Router.plain_domain) does
+ *   not answer (invalid ones, sender-dependent routing).
  *
  * The steps (the Python functions they follow):
  * 1. canonical maps in order, each repeated until stable (Resolver._map11, mail_addr_map);
@@ -18,12 +18,14 @@
  *    transport_maps with its "*" entry (search.transport_lookup), then relocated_maps
  *    (Router._route).
  *
- * plan: (canonical, virtual, params, limits, route, transport, wildcard, relocated, alias_bit)
+ * plan: (canonical, virtual, params, limits, route, transport, wildcard, relocated, alias_bit,
+ *        local_bit)
  *   canonical: tuple of (all, fixed, propagate); virtual: (all, fixed, propagate) or None;
  *   params: SearchSettings.plain_args; limits: (recursion, expansion, length);
  *   route: callable(domain) -> (flags, class, transport, nexthop) or None;
  *   transport: (all, fixed, bits) or None; wildcard: callable() -> str or None;
- *   relocated: (all, fixed) or None; alias_bit: the flag of the virtual alias class.
+ *   relocated: (all, fixed) or None; alias_bit, local_bit: the flags of the virtual alias
+ *   class and of the local class (local(8) decides: handed back).
  * Returns a list of (recipient, class, transport, nexthop).
  */
 #include "_speedups.h"
@@ -424,6 +426,11 @@ route(PyObject *plan, const SearchParams *p, PyObject *recipient)
         return NULL;
     }
     flags = PyLong_AsLong(PyTuple_GET_ITEM(info, 0));
+    if (flags & PyLong_AsLong(PyTuple_GET_ITEM(plan, 9))) {
+        Py_DECREF(info);
+        Py_DECREF(domain);
+        return NULL; /* a local domain: aliases, .forward files and mailboxes, in Python */
+    }
     cls = PyTuple_GET_ITEM(info, 1);
     channel = Py_NewRef(PyTuple_GET_ITEM(info, 2));
     nexthop = Py_NewRef(PyTuple_GET_ITEM(info, 3));
@@ -536,8 +543,8 @@ mm_resolve_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     plan = args[0];
     address = args[1];
-    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 9) {
-        PyErr_SetString(PyExc_TypeError, "resolve_plain(): the plan is a 9-tuple");
+    if (!PyTuple_Check(plan) || PyTuple_GET_SIZE(plan) != 10) {
+        PyErr_SetString(PyExc_TypeError, "resolve_plain(): the plan is a 10-tuple");
         return NULL;
     }
     if (!PyUnicode_Check(address) || !PyUnicode_IS_ASCII(address))

@@ -55,9 +55,10 @@ is_dot_atom(const char *s, Py_ssize_t n)
     return 1;
 }
 
-/* maps_find(): the first table's value for key, NULL for none, MM_HAND_BACK to give up. */
+/* maps_find(): the first table's value for key, NULL for none, MM_HAND_BACK to give up.
+ * With hit_key, a hit also leaves the key there (a new reference). */
 static PyObject *
-look(PyObject *tables, const char *key, Py_ssize_t len)
+look(PyObject *tables, const char *key, Py_ssize_t len, PyObject **hit_key)
 {
     PyObject *text, *value;
     Py_ssize_t i, n = PyTuple_GET_SIZE(tables);
@@ -80,11 +81,15 @@ look(PyObject *tables, const char *key, Py_ssize_t len)
             Py_DECREF(value);
             continue;
         }
-        Py_DECREF(text);
         if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) == 0) {
+            Py_DECREF(text);
             Py_DECREF(value);
             return MM_HAND_BACK;
         }
+        if (hit_key != NULL)
+            Py_XSETREF(*hit_key, text);
+        else
+            Py_DECREF(text);
         return value;
     }
     Py_DECREF(text);
@@ -98,17 +103,18 @@ typedef struct {
     const char *bare; /* user@domain without the extension, or NULL */
     Py_ssize_t bare_len, bare_at;
     Py_ssize_t ext_len; /* the extension's length, delimiter included */
+    PyObject **hit_key; /* where a hit leaves its key, or NULL */
 } Search;
 
 /* user+ext then user (keep_at = 0), or user+ext@ then user@ (keep_at = 1). */
 static PyObject *
 find_local(Search *s, int keep_at, int *matched_bare)
 {
-    PyObject *result = look(s->fixed, s->full, s->at + keep_at);
+    PyObject *result = look(s->fixed, s->full, s->at + keep_at, s->hit_key);
 
     *matched_bare = 0;
     if (result == NULL && s->bare != NULL) {
-        result = look(s->fixed, s->bare, s->bare_at + keep_at);
+        result = look(s->fixed, s->bare, s->bare_at + keep_at, s->hit_key);
         if (result != NULL && result != MM_HAND_BACK)
             *matched_bare = 1;
     }
@@ -158,9 +164,9 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
 
     *ext_out = 0;
     if (bits & FIND_FULL)
-        result = look(s->all, s->full, s->at + 1 + dlen);
+        result = look(s->all, s->full, s->at + 1 + dlen, s->hit_key);
     if (result == NULL && s->bare != NULL) {
-        result = look(s->fixed, s->bare, s->bare_len);
+        result = look(s->fixed, s->bare, s->bare_len, s->hit_key);
         if (result != NULL && result != MM_HAND_BACK)
             *ext_out = 1;
     }
@@ -192,7 +198,7 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
         }
     }
     if (result == NULL && (bits & FIND_AT_DOMAIN))
-        result = look(s->fixed, s->full + s->at, dlen + 1);
+        result = look(s->fixed, s->full + s->at, dlen + 1, s->hit_key);
     if (result == NULL && (bits & FIND_DOMAIN)) {
         const char *name = domain;
         Py_ssize_t len = dlen;
@@ -200,7 +206,7 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
         while (len > 0) {
             const char *dot;
 
-            result = look(s->fixed, name, len);
+            result = look(s->fixed, name, len, s->hit_key);
             if (result != NULL || !(bits & (FIND_PDMS | FIND_PDDMDS)))
                 break;
             dot = len > 1 ? memchr(name + 1, '.', (size_t)(len - 1)) : NULL;
@@ -271,6 +277,14 @@ PyObject *
 mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p, const char *full,
           Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start, Py_ssize_t *ext_len)
 {
+    return mm_search_key(all, fixed, bits, p, full, n, at, ext_start, ext_len, NULL);
+}
+
+PyObject *
+mm_search_key(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
+              const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
+              Py_ssize_t *ext_len, PyObject **hit_key)
+{
     Search s;
     PyObject *result;
     Py_ssize_t user;
@@ -288,6 +302,7 @@ mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p, cons
     s.at = at;
     s.bare = NULL;
     s.bare_len = s.bare_at = s.ext_len = 0;
+    s.hit_key = hit_key;
     if (p->ndelims > 0 && (bits & FIND_NOEXT) && strpbrk(full, p->delims) != NULL) {
         user = split_user(full, at, p->delims, p->ndelims, p->owner_special, p->double_bounce);
         if (user == -2)
@@ -311,25 +326,28 @@ mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p, cons
 }
 
 /*
- * find_plain(all, fixed, address, bits, params) -> (value | None, extension | None)
- *                                                   | NotImplemented
+ * find_plain(all, fixed, address, bits, params, with_key=False)
+ *     -> (value | None, extension | None[, key | None]) | NotImplemented
  *
  * all, fixed: tuples of lookup callables (every table; the exact-key tables); params:
- * SearchSettings.plain_args.
+ * SearchSettings.plain_args; with_key: also say which key found the value.
  */
 PyObject *
 mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *address, *result, *extension = NULL, *out;
+    PyObject *address, *result, *extension = NULL, *key = NULL, *out;
     const char *full;
     Py_ssize_t n, at, ext_start, ext_len;
     long bits;
+    int with_key = 0;
     SearchParams p;
 
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "find_plain() takes 5 arguments");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "find_plain() takes 5 or 6 arguments");
         return NULL;
     }
+    if (nargs == 6 && (with_key = PyObject_IsTrue(args[5])) < 0)
+        return NULL;
     address = args[2];
     bits = PyLong_AsLong(args[3]);
     if ((bits == -1 && PyErr_Occurred()) || mm_search_params(args[4], &p) < 0)
@@ -344,20 +362,31 @@ mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     n = PyUnicode_GET_LENGTH(address);
     if (!mm_is_plain(full, n, &at))
         Py_RETURN_NOTIMPLEMENTED;
-    result = mm_search(args[0], args[1], bits, &p, full, n, at, &ext_start, &ext_len);
-    if (result == MM_HAND_BACK)
+    result = mm_search_key(args[0], args[1], bits, &p, full, n, at, &ext_start, &ext_len,
+                           with_key ? &key : NULL);
+    if (result == MM_HAND_BACK) {
+        Py_XDECREF(key);
         Py_RETURN_NOTIMPLEMENTED;
-    if (result == NULL)
-        return PyTuple_Pack(2, Py_None, Py_None);
+    }
+    if (result == NULL) {
+        Py_XDECREF(key);
+        return with_key ? PyTuple_Pack(3, Py_None, Py_None, Py_None)
+                        : PyTuple_Pack(2, Py_None, Py_None);
+    }
     if (ext_len > 0) {
         extension = PyUnicode_FromStringAndSize(full + ext_start, ext_len);
         if (extension == NULL) {
             Py_DECREF(result);
+            Py_XDECREF(key);
             return NULL;
         }
     }
-    out = PyTuple_Pack(2, result, extension ? extension : Py_None);
+    if (with_key)
+        out = PyTuple_Pack(3, result, extension ? extension : Py_None, key ? key : Py_None);
+    else
+        out = PyTuple_Pack(2, result, extension ? extension : Py_None);
     Py_DECREF(result);
     Py_XDECREF(extension);
+    Py_XDECREF(key);
     return out;
 }

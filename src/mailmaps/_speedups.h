@@ -25,6 +25,9 @@ int mm_is_plain(const char *full, Py_ssize_t n, Py_ssize_t *at_out);
 PyObject *mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
                     const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
                     Py_ssize_t *ext_len);
+PyObject *mm_search_key(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
+                        const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
+                        Py_ssize_t *ext_len, PyObject **hit_key);
 PyObject *mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* _resolve.c: a plain address through cleanup and trivial-rewrite. */

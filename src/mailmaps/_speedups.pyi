@@ -42,5 +42,6 @@ def find_plain(
     address: str,
     bits: int,
     params: tuple[str, bool, Callable[[str], bool], str, str],
+    with_key: bool = False,
 ) -> Any: ...
 def resolve_plain(plan: tuple[Any, ...], address: str) -> Any: ...

@@ -49,6 +49,7 @@ from mailmaps.masquerade import Masquerade
 from mailmaps.matchlist import ListKind, LocalDomains, MatchList
 from mailmaps.rewrite import RewriteSettings, rewrite_address
 from mailmaps.rfc822 import (
+    DOTTED_ADDRESS,
     PLAIN_ADDRESS,
     TokenType,
     internalize,
@@ -461,6 +462,7 @@ class Resolver:
             self._transport_wildcard,
             searched(self.relocated) if self.relocated is not None else None,
             int(ResolveFlag.CLASS_ALIAS),
+            int(ResolveFlag.CLASS_LOCAL),
         )
 
     def _cached_passwd(self, name: str) -> PasswdEntry | None:
@@ -713,6 +715,8 @@ class Resolver:
 
     def canonicalize(self, address: str) -> str:
         """trivial-rewrite's rewrite in the local context, on an internal-form address."""
+        if DOTTED_ADDRESS.fullmatch(address) is not None:
+            return address  # nothing to quote, append or rewrite
         return unquote_local(rewrite_address(quote_local(address), "local", self.rewrite_settings))
 
     def _map11(self, maps: MapList, address: str) -> str:

@@ -873,6 +873,9 @@ PLAIN_HOST_NAME = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
 #: ``user@domain`` with a plain local part and host name: one address, the same in internal and
 #: external form, that parsing gives back unchanged.
 PLAIN_ADDRESS = re.compile(f"{PLAIN_LOCAL_PART}@{PLAIN_HOST_NAME}")
+#: A plain ``user@host.domain`` (a dot in the domain): also what rewriting in the local context
+#: gives back unchanged (no ``append_at_myorigin``, ``append_dot_mydomain`` or operators apply).
+DOTTED_ADDRESS = re.compile(f"{PLAIN_LOCAL_PART}@{PLAIN_HOST_NAME}\\.[A-Za-z0-9-]+")
 
 #: A plain local part, maybe with a domain of any characters that cannot need quoting: text
 #: that quoting and unquoting leave alone.

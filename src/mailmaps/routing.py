@@ -88,6 +88,17 @@ _CLASS_VIRTUAL = int(ResolveFlag.CLASS_VIRTUAL)
 _CLASS_RELAY = int(ResolveFlag.CLASS_RELAY)
 _CLASS_DEFAULT = int(ResolveFlag.CLASS_DEFAULT)
 
+_FLAG_VALUES: dict[int, ResolveFlag] = {}
+
+
+def _flags(value: int) -> ResolveFlag:
+    """``ResolveFlag(value)``, remembered (making an IntFlag member costs a microsecond)."""
+    flag = _FLAG_VALUES.get(value)
+    if flag is None:
+        flag = _FLAG_VALUES[value] = ResolveFlag(value)
+    return flag
+
+
 _CLASS_NAMES: tuple[tuple[int, AddressClass], ...] = (
     (_CLASS_LOCAL, "local"),
     (_CLASS_ALIAS, "virtual_alias"),
@@ -211,6 +222,15 @@ class Router:
 
     def resolve(self, address: str, sender: str = "") -> Route:
         """Resolve ``address`` (internal form) for mail from ``sender`` (internal form)."""
+        if PLAIN_ADDRESS.fullmatch(address) is not None:
+            # user@domain in plain form: what the domain decides may be remembered.
+            domain = address[address.rfind("@") + 1 :]
+            known = self.plain_domain(domain)
+            if known is not None:
+                try:
+                    return self._address_route(address, domain, known[2], known[3], known[0])
+                except LookupFailed:  # as below: no class once a table failed
+                    return Route(CHANNEL_NOT_UPDATED, NEXTHOP_NOT_UPDATED, address, _flags(_FAIL))
         flags = 0
         try:
             recipient, domain_is_remote, flags = self._strip_local(address, flags)
@@ -244,7 +264,7 @@ class Router:
                 CHANNEL_NOT_UPDATED,
                 NEXTHOP_NOT_UPDATED,
                 recipient,
-                ResolveFlag(flags | _CLASS_DEFAULT),
+                _flags(flags | _CLASS_DEFAULT),
             )
         first_operator = min(
             (i for i in (recipient.find(c) for c in "@!%") if i >= 0), default=len(recipient)
@@ -254,9 +274,7 @@ class Router:
         try:
             return self._route(recipient, rcpt_domain, domain_is_remote, sender, flags)
         except LookupFailed:
-            return Route(
-                CHANNEL_NOT_UPDATED, NEXTHOP_NOT_UPDATED, recipient, ResolveFlag(flags | _FAIL)
-            )
+            return Route(CHANNEL_NOT_UPDATED, NEXTHOP_NOT_UPDATED, recipient, _flags(flags | _FAIL))
 
     def _valid_domain(self, domain: str) -> bool:
         """:func:`valid_utf8_hostname`, remembered per domain (it depends on nothing else)."""
@@ -274,7 +292,7 @@ class Router:
             CHANNEL_NOT_UPDATED,
             NEXTHOP_NOT_UPDATED,
             NEXTRCPT_NOT_UPDATED,
-            ResolveFlag(flags | _FAIL),
+            _flags(flags | _FAIL),
         )
 
     # --- step 1: strip local domains, rewrite, repeat ------------------------------------
@@ -393,7 +411,13 @@ class Router:
     ) -> Route:
         channel, nexthop, flags = self._domain_route(rcpt_domain, remote, sender, flags)
         if flags & _FAIL:
-            return Route(channel, nexthop, recipient, ResolveFlag(flags))
+            return Route(channel, nexthop, recipient, _flags(flags))
+        return self._address_route(recipient, rcpt_domain, channel, nexthop, flags)
+
+    def _address_route(
+        self, recipient: str, rcpt_domain: str, channel: str, nexthop: str, flags: int
+    ) -> Route:
+        """transport_maps and relocated_maps for the recipient, after the domain's route."""
         t, s = self.tables, self.settings
         if t.transport is not None and not flags & _CLASS_ALIAS:
             found = t.transport(recipient, rcpt_domain, channel, nexthop)
@@ -405,14 +429,14 @@ class Router:
                 channel, nexthop = "error", f"5.1.6 User has moved to {moved}"
         if not s.allow_min_user and recipient.startswith("-"):
             flags |= _ERROR
-        return Route(channel, nexthop, recipient, ResolveFlag(flags))
+        return Route(channel, nexthop, recipient, _flags(flags))
 
     def plain_domain(self, domain: str) -> tuple[int, AddressClass, str, str] | None:
-        """What trivial-rewrite decides from the domain alone, for a plain ``user@domain`` with
-        a remote domain and the null sender: ``(flags, class, transport, nexthop)`` before the
-        transport and relocated tables, or ``None`` when the address must take the whole
-        path (local, invalid or numeric domain, a table failed, sender-dependent tables).
-        Remembered per domain while the domain lists have no tables."""
+        """What trivial-rewrite decides from the domain alone, for a plain ``user@domain``:
+        ``(flags, class, transport, nexthop)`` before the transport and relocated tables, or
+        ``None`` when the address must take the whole path (an invalid or numeric domain, a
+        table failed, sender-dependent tables). Remembered per domain while the domain lists
+        have no tables."""
         memo = self._plain_memo
         if memo is not None and domain in memo:
             return memo[domain]
@@ -424,11 +448,11 @@ class Router:
             and self._valid_domain(domain)
         ):
             try:
-                if not t.is_local(domain):
-                    channel, nexthop, flags = self._domain_route(domain, True, "", 0)
-                    if not flags & _FAIL:
-                        cls = next(name for bit, name in _CLASS_NAMES if flags & bit)
-                        answer = flags, cls, channel, nexthop
+                remote = not t.is_local(domain)
+                channel, nexthop, flags = self._domain_route(domain, remote, "", 0)
+                if not flags & _FAIL:
+                    cls = next(name for bit, name in _CLASS_NAMES if flags & bit)
+                    answer = flags, cls, channel, nexthop
             except LookupFailed:
                 return None  # not remembered: the next address asks the tables again
         if memo is not None:

@@ -32,7 +32,7 @@ from typing import Protocol
 
 from mailmaps.rewrite import RewriteSettings, rewrite_address
 from mailmaps.rfc822 import (
-    PLAIN_HOST_NAME,
+    DOTTED_ADDRESS,
     PLAIN_LOCAL_PART,
     QuoteFlags,
     TokenType,
@@ -49,6 +49,7 @@ __all__ = [
     "Strategy",
     "mail_addr_crunch",
     "mail_addr_find",
+    "mail_addr_find_key",
     "mail_addr_map",
     "split_addr",
     "strip_addr",
@@ -67,7 +68,7 @@ _PLAIN_KEY = re.compile(f"{PLAIN_LOCAL_PART}(?:@[A-Za-z0-9.-]*)?")
 
 #: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing (and, with a
 #: dot in the domain, no append_dot_mydomain).
-_DOTTED_ADDRESS = re.compile(f"{PLAIN_LOCAL_PART}@{PLAIN_HOST_NAME}\\.[A-Za-z0-9-]+")
+_DOTTED_ADDRESS = DOTTED_ADDRESS
 
 
 class Strategy(enum.IntFlag):
@@ -337,6 +338,31 @@ def mail_addr_find_ext(
     if result is not None and out_form is Form.INTERNAL:
         result = unquote_local(result)
     return result, extension
+
+
+def mail_addr_find_key(
+    maps: Searchable, address: str, settings: SearchSettings, *, strategy: Strategy
+) -> tuple[str | None, str | None] | None:
+    """:func:`mail_addr_find` in C, with the key that found the value: ``(value, key)``,
+    ``(None, None)`` for no value, or ``None`` when the C search cannot answer this one (the
+    caller then searches with :func:`mail_addr_find`, recording the keys it tries).
+
+    :raises: nothing: a table that fails hands the search back (``None``).
+    """
+    lookups = getattr(maps, "lookups", None)
+    if _find_plain is None or lookups is None or not _quiet(maps):
+        return None
+    found = _find_plain(
+        lookups,
+        maps.fixed_lookups,  # type: ignore[attr-defined]
+        address,
+        int(strategy),
+        settings.plain_args,
+        True,
+    )
+    if found is NotImplemented:
+        return None
+    return found[0], found[2]
 
 
 def _find_local(

@@ -152,6 +152,18 @@ def test_a_table_failure_is_a_temporary_failure() -> None:
     assert route("u@far.example", RouteTables(is_local=broken)).failed
 
 
+def test_a_transport_table_failure_leaves_no_class() -> None:
+    """Plain addresses (whose domain routes are remembered) and others fail alike."""
+
+    def down(*args: str) -> tuple[str, str] | None:
+        raise TemporaryLookupError("down")
+
+    tables = RouteTables(is_local=is_local, transport=down)
+    for address in ("u@far.example", "u v@far.example", "u@far.example"):
+        got = route(address, tables)
+        assert (got.flags, got.address_class, got.recipient) == (ResolveFlag.FAIL, None, address)
+
+
 def test_numeric_domains() -> None:
     assert route("u@1.2.3.4").error
     got = route("u@1.2.3.4", resolve_numeric_domain=True)

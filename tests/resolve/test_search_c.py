@@ -9,7 +9,20 @@ import pytest
 
 from mailmaps._speedups import find_plain
 from mailmaps.maps import MapList, create_table, open_table
-from mailmaps.search import Form, SearchSettings, Strategy, mail_addr_find_ext
+from mailmaps.search import (
+    Form,
+    SearchSettings,
+    Strategy,
+    mail_addr_find_ext,
+    mail_addr_find_key,
+)
+
+
+class Recorder:
+    """Where a map list records its lookups: (table, key, value)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[object, str, str | None]] = []
 
 
 def test_the_c_search_finds_what_the_python_search_finds(
@@ -62,6 +75,17 @@ def test_the_c_search_finds_what_the_python_search_finds(
             python_only.setattr("mailmaps.search._find_plain", None)
             want = mail_addr_find_ext(maps, address, settings, strategy=strategy, out_form=out_form)
         assert got == want, (address, settings, strategy)
+        # The key that found the value (what access decisions name), against a recorded search.
+        recorder = Recorder()
+        maps.recorder = recorder  # type: ignore[assignment]
+        with monkeypatch.context() as python_only:
+            python_only.setattr("mailmaps.search._find_plain", None)
+            mail_addr_find_ext(maps, address, settings, strategy=strategy)
+        maps.recorder = None
+        hits = [key for _table, key, value in recorder.events if value is not None]
+        quick = mail_addr_find_key(maps, address, settings, strategy=strategy)
+        if quick is not None:
+            assert quick == (want[0], hits[-1] if hits else None), (address, strategy)
         answered += (
             find_plain(
                 maps.lookups, maps.fixed_lookups, address, int(strategy), settings.plain_args

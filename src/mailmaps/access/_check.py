@@ -41,7 +41,7 @@ from mailmaps.hostname import (
 )
 from mailmaps.policyclient import PolicyService
 from mailmaps.routing import ResolveFlag
-from mailmaps.search import Strategy, mail_addr_find
+from mailmaps.search import Strategy, mail_addr_find, mail_addr_find_key
 from mailmaps.spec import split_list
 from mailmaps.table import Table
 from mailmaps.text import printable
@@ -171,6 +171,15 @@ class _State:
     hangup: bool = False
     warnings: list[str] = field(default_factory=list)
     events: list[AccessEvent] = field(default_factory=list)
+
+
+#: check_mail_access()'s search order, with either parent-domain style.
+_ACCESS_PDMS = (
+    Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN | Strategy.LOCALPART_AT | Strategy.PDMS
+)
+_ACCESS_PDDMDS = (
+    Strategy.FULL | Strategy.NOEXT | Strategy.DOMAIN | Strategy.LOCALPART_AT | Strategy.PDDMDS
+)
 
 
 class _Run:
@@ -821,28 +830,33 @@ class _Run:
         if "@" not in recipient:
             log.warning("check_mail_access: no @domain in address: %s", recipient)
             return _DUNNO
-        strategy = (
-            Strategy.FULL
-            | Strategy.NOEXT
-            | Strategy.DOMAIN
-            | Strategy.LOCALPART_AT
-            | (Strategy.PDMS if p.access_parent else Strategy.PDDMDS)
-        )
+        strategy = _ACCESS_PDMS if p.access_parent else _ACCESS_PDDMDS
         maps = p._access_maps(table)
-        recorded: list[tuple[Table, str, str | None]] = []
-        p._recorder.events = recorded
-        try:
-            value = mail_addr_find(maps, recipient, p.resolver.search_settings, strategy=strategy)
-            error = False
-        except LookupFailed:
-            value, error = None, True
-        finally:
-            p._recorder.events = None
         key = recipient
-        for _table, tried, found in recorded:
-            self.event("lookup", table=table, key=tried, value=found)
-            if found is not None:
-                key = tried
+        error = False
+        quick = (
+            None
+            if st.trace
+            else mail_addr_find_key(maps, recipient, p.resolver.search_settings, strategy=strategy)
+        )
+        if quick is not None:
+            value, hit = quick
+            key = hit if hit is not None else key
+        else:  # record the keys tried: the trace shows them, and the decision names the hit
+            recorded: list[tuple[Table, str, str | None]] = []
+            p._recorder.events = recorded
+            try:
+                value = mail_addr_find(
+                    maps, recipient, p.resolver.search_settings, strategy=strategy
+                )
+            except LookupFailed:
+                value, error = None, True
+            finally:
+                p._recorder.events = None
+            for _table, tried, found in recorded:
+                self.event("lookup", table=table, key=tried, value=found)
+                if found is not None:
+                    key = tried
         if value is None and not error:
             return _DUNNO
         status = self._answer(
