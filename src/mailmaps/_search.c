@@ -390,3 +390,62 @@ mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_XDECREF(key);
     return out;
 }
+
+/*
+ * first_hit(all, fixed, keys, fixed_from) -> (index, value) | (-1, None) | NotImplemented
+ *
+ * The first of keys that a table has a value for, as maps_find() looks each up in turn:
+ * keys[fixed_from:] go to the exact-key tables only (how Postfix hides parent domains and
+ * address prefixes from pattern tables).  A table that fails, or an empty value, hands the
+ * walk back: the caller looks the keys up one by one and reports it.
+ */
+PyObject *
+mm_first_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *all, *fixed, *keys;
+    Py_ssize_t i, n, fixed_from;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "first_hit() takes 4 arguments");
+        return NULL;
+    }
+    all = args[0];
+    fixed = args[1];
+    keys = args[2];
+    fixed_from = PyLong_AsSsize_t(args[3]);
+    if (fixed_from == -1 && PyErr_Occurred())
+        return NULL;
+    if (!PyTuple_Check(all) || !PyTuple_Check(fixed) || !PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "first_hit(): bad argument types");
+        return NULL;
+    }
+    n = PyList_GET_SIZE(keys);
+    for (i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i), *tables = i < fixed_from ? all : fixed;
+        Py_ssize_t t;
+
+        if (!PyUnicode_Check(key))
+            Py_RETURN_NOTIMPLEMENTED;
+        if (PyUnicode_GET_LENGTH(key) == 0)
+            continue; /* never looked up */
+        for (t = 0; t < PyTuple_GET_SIZE(tables); t++) {
+            PyObject *value = PyObject_CallOneArg(PyTuple_GET_ITEM(tables, t), key), *out;
+
+            if (value == NULL) {
+                PyErr_Clear();
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+            if (value == Py_None) {
+                Py_DECREF(value);
+                continue;
+            }
+            if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) == 0) {
+                Py_DECREF(value);
+                Py_RETURN_NOTIMPLEMENTED;
+            }
+            out = Py_BuildValue("(nN)", i, value);
+            return out;
+        }
+    }
+    return Py_BuildValue("(nO)", (Py_ssize_t)-1, Py_None);
+}

@@ -711,6 +711,8 @@ static PyMethodDef module_methods[] = {
     {"find_plain", (PyCFunction)(void (*)(void))mm_find_plain, METH_FASTCALL,
      "find_plain(all, fixed, address, bits, params, with_key=False) -> (value, extension[, key])"
      " | NotImplemented: see _search.c"},
+    {"first_hit", (PyCFunction)(void (*)(void))mm_first_hit, METH_FASTCALL,
+     "first_hit(all, fixed, keys, fixed_from) -> (index, value) | NotImplemented: see _search.c"},
     {"resolve_plain", (PyCFunction)(void (*)(void))mm_resolve_plain, METH_FASTCALL,
      "resolve_plain(plan, address) -> list | NotImplemented: see _resolve.c"},
     {"build_uniform", (PyCFunction)(void (*)(void))build_uniform, METH_VARARGS | METH_KEYWORDS,

@@ -29,6 +29,7 @@ PyObject *mm_search_key(PyObject *all, PyObject *fixed, long bits, const SearchP
                         const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
                         Py_ssize_t *ext_len, PyObject **hit_key);
 PyObject *mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+PyObject *mm_first_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 /* _resolve.c: a plain address through cleanup and trivial-rewrite. */
 PyObject *mm_resolve_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);

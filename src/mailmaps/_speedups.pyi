@@ -44,4 +44,10 @@ def find_plain(
     params: tuple[str, bool, Callable[[str], bool], str, str],
     with_key: bool = False,
 ) -> Any: ...
+def first_hit(
+    all: tuple[Callable[[str], str | None], ...],
+    fixed: tuple[Callable[[str], str | None], ...],
+    keys: list[str],
+    fixed_from: int,
+) -> Any: ...
 def resolve_plain(plan: tuple[Any, ...], address: str) -> Any: ...

@@ -26,6 +26,11 @@ __all__ = ["DEFAULT_DATABASE_TYPE", "MapList", "SurrogateTable", "create_table",
 
 log = logging.getLogger("mailmaps")
 
+try:
+    from mailmaps._speedups import first_hit as _first_hit
+except ImportError:  # pragma: no cover - built without the C extension
+    _first_hit = None  # type: ignore[assignment]
+
 #: mailmaps' own default for a spec without ``type:`` (Postfix's is build dependent).
 DEFAULT_DATABASE_TYPE = "lmdb"
 
@@ -187,6 +192,21 @@ class MapList:
                 )
             return value
         return None
+
+    def first(self, keys: list[str], *, fixed_from: int = 1) -> tuple[int, str | None] | None:
+        """The first of ``keys`` with a value, as :meth:`lookup` finds it key by key (with
+        ``fixed_only`` from ``keys[fixed_from]`` on), in one call: ``(index, value)``, or
+        ``(-1, None)`` when no key has one.
+
+        ``None`` when this must go key by key instead (no C extension, lookups being recorded,
+        a table that failed or gave an empty value): the caller then calls :meth:`lookup` for
+        each key, which says what went wrong.
+        """
+        recorder = self.recorder
+        if _first_hit is None or (recorder is not None and recorder.events is not None):
+            return None
+        found = _first_hit(self.lookups, self.fixed_lookups, keys, fixed_from)
+        return None if found is NotImplemented else found
 
     def __iter__(self) -> Iterator[Table]:
         return iter(self.tables)

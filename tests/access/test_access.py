@@ -416,13 +416,19 @@ def test_decide_many_answers_as_decide_with_one_lock_per_batch(tmp_path: Path) -
     with create_table(f"lmdb:{tmp_path}/clients") as build:
         build.add("192.0.2", "REJECT listed")
         build.add("198.51.100.7", "OK")
-    p = policy(smtpd_client_restrictions=f"check_client_access lmdb:{tmp_path}/clients")
+    (tmp_path / "helo.pcre").write_text("/^bad[0-9]*\\.example$/ REJECT bad helo $0\n")
+    p = policy(
+        smtpd_client_restrictions=f"check_client_access lmdb:{tmp_path}/clients",
+        smtpd_helo_restrictions=f"check_helo_access pcre:{tmp_path}/helo.pcre",
+    )
     sessions = [
-        replace(SESSION, client_address=f"{net}.{i}", recipient=rcpt)
+        replace(SESSION, client_address=f"{net}.{i}", recipient=rcpt, helo=f"bad{i}.example")
         for i in range(1, 200)
         for net in ("192.0.2", "198.51.100")
         for rcpt in ("alice@mx.example.com", "bob@far.example", "x@relay.example")
     ]
+    sessions[1::5] = [replace(s, helo="good.example") for s in sessions[1::5]]
+    sessions[2::7] = [replace(s, helo=" bad1.example  x ") for s in sessions[2::7]]
     assert len(sessions) > 256  # more than one batch
     one_by_one = [p.decide(s) for s in sessions]
     assert list(p.decide_many(sessions)) == one_by_one

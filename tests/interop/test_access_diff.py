@@ -17,7 +17,7 @@ import random
 import socketserver
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -383,6 +383,8 @@ def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -
     with AccessPolicy.from_directory(etc) as policy:
         for session, want in zip(scenario.sessions, real, strict=True):
             got = policy.decide(session)
+            # The traced decision takes the key-by-key Python path: the same decision.
+            assert replace(policy.decide(session, trace=True), trace=()) == got, session
             if got.reply != want:
                 mismatches.append(
                     f"{session}:\n  postfix:  {want}\n  mailmaps: {got.reply} "

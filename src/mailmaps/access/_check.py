@@ -439,7 +439,7 @@ class _Run:
         st, p, s = self.st, self.p, self.st.session
         # HELO: the arguments joined by single spaces (collapse_args()); smtpd stores the name
         # with unprintable and special characters replaced by "?" (neuter()).
-        raw_helo = " ".join(s.helo.split()) if s.helo is not None else None
+        raw_helo = _collapse(s.helo) if s.helo is not None else None
         st.helo = st.sender = st.recipient = None  # known only once their command came
         st.protocol = "SMTP"
         st.command = "CONNECT"
@@ -455,7 +455,7 @@ class _Run:
                     st.where = "HELO"
                     return err
         if raw_helo is not None:
-            st.helo = _neuter(printable(raw_helo, p.utf8, "?"))
+            st.helo = stored_helo(raw_helo, p.utf8)
             st.protocol = s.protocol
         if p.helo_required and st.helo is None:
             st.where = "MAIL"
@@ -699,6 +699,12 @@ class _Run:
             return False
         return True
 
+    def _first(self, table: str, keys: list[str]) -> tuple[int, str | None] | None:
+        """The first of ``keys`` (the later ones to exact-key tables only) that the access
+        table has a value for, in one call (:meth:`MapList.first`); ``None``: look them up one
+        by one with :meth:`_find`."""
+        return self.p._access_maps(table).first(keys)
+
     def _find(self, table: str, key: str, fixed_only: bool) -> tuple[str | None, bool]:
         """One access table lookup: (value, error)."""
         maps = self.p._access_maps(table)
@@ -751,9 +757,26 @@ class _Run:
         label: str,
     ) -> tuple[int, bool]:
         """``check_domain_access()``: the name, then its parent domains (fixed tables only)."""
+        numerical = valid_hostaddr(domain)
+        if not self.st.trace:
+            keys = []
+            name = domain
+            while name:
+                keys.append(name)
+                dot = -1 if numerical else name.find(".", 1)
+                if dot < 0:
+                    break
+                name = name[dot:] if not self.p.access_parent else name[dot + 1 :]
+            found = self._first(table, keys)
+            if found is not None:
+                if found[0] < 0:
+                    return _DUNNO, False
+                key = keys[found[0]]
+                return self._answer(
+                    table, key, found[1], False, domain, reply_name, reply_class, acl, label
+                ), True
         name = domain
         fixed = False
-        numerical = valid_hostaddr(domain)
         while name:
             value, error = self._find(table, name, fixed)
             if value is not None or error:
@@ -783,6 +806,20 @@ class _Run:
     ) -> tuple[int, bool]:
         """``check_addr_access()``: the address, then shorter prefixes at ``.`` or ``:``."""
         delim = ":" if ":" in address else "."
+        if not self.st.trace:
+            keys = [address]
+            cut = address.rfind(delim)
+            while cut >= 0:
+                keys.append(address[:cut])
+                cut = address.rfind(delim, 0, cut)
+            found = self._first(table, keys)
+            if found is not None:
+                if found[0] < 0:
+                    return _DUNNO, False
+                key = keys[found[0]]
+                return self._answer(
+                    table, key, found[1], False, address, reply_name, reply_class, acl, label
+                ), True
         addr = address
         fixed = False
         while True:
@@ -1473,6 +1510,22 @@ def _normal_address(address: str) -> str:
 
 
 _NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+
+
+def _collapse(helo: str) -> str:
+    """The HELO arguments joined by single spaces (``collapse_args()``)."""
+    return " ".join(helo.split())
+
+
+def stored_helo(helo: str, utf8: bool) -> str:
+    """The HELO name as smtpd stores it, from its collapsed arguments: unprintable and special
+    characters replaced by ``?`` (``neuter()``); what check_helo_access looks up."""
+    return _neuter(printable(helo, utf8, "?"))
+
+
+def helo_key(helo: str, utf8: bool) -> str:
+    """What smtpd makes of a session's HELO argument (:func:`stored_helo` of it collapsed)."""
+    return stored_helo(_collapse(helo), utf8)
 
 
 def _neuter(text: str) -> str:

@@ -22,6 +22,7 @@ from mailmaps.access._check import (
     _Run,
     _State,
     _Step,
+    helo_key,
 )
 from mailmaps.access._dns import DnsResolver, NoDns
 from mailmaps.access._model import DATA, EOD, RECIPIENT, SENDER, Decision, Session
@@ -338,11 +339,33 @@ class AccessPolicy:
         :meth:`decide` locks around each lookup as smtpd does; no lock is held while the caller
         consumes the decisions.
         """
+        # Pattern tables of check_helo_access see each HELO name whole first: they answer a
+        # batch's names in one scan before the batch is decided.
+        ahead = self._helo_pattern_tables()
         pending = iter(sessions)
         while batch := list(islice(pending, HOLD_BATCH)):
             with self.resolver.hold():
-                answers = [self.decide(session, trace=trace) for session in batch]
+                if ahead:
+                    names = [helo_key(s.helo, self.utf8) for s in batch if s.helo is not None]
+                    for table in ahead:
+                        table.prefetch(names)
+                try:
+                    answers = [self.decide(session, trace=trace) for session in batch]
+                finally:
+                    for table in ahead:
+                        table.forget()
             yield from answers
+
+    def _helo_pattern_tables(self) -> list[Any]:
+        """The pcre and regexp tables that restriction lists name after check_helo_access."""
+        found: dict[int, Any] = {}
+        for items in [*self.lists.values(), *self.classes.values()]:
+            for prev, item in zip(["", *items], items, strict=False):
+                if prev.lower() == "check_helo_access" and ":" in item:
+                    for table in self._access_maps(item).tables:
+                        if hasattr(table, "prefetch"):
+                            found[id(table)] = table
+        return list(found.values())
 
     def _run(
         self, session: Session, stage: str, body: Callable[[_Run], str | None], trace: bool
