@@ -63,6 +63,13 @@ is_dotted(const char *s, Py_ssize_t n, Py_ssize_t *at_out)
     return dots > 0;
 }
 
+/* White space around the addresses of a value (others make the piece fail is_dotted()). */
+static int
+is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 static int
 same_folded(PyObject *a, PyObject *b)
 {
@@ -115,9 +122,9 @@ crunch(PyObject *value, PyObject *address, Py_ssize_t ext_start, Py_ssize_t ext_
 
         for (end = start; end < tn && text[end] != ','; end++)
             ;
-        for (b = start; b < end && strchr(" \t\r\n", text[b]) != NULL; b++)
+        for (b = start; b < end && is_space(text[b]); b++)
             ;
-        for (e = end; e > b && strchr(" \t\r\n", text[e - 1]) != NULL; e--)
+        for (e = end; e > b && is_space(text[e - 1]); e--)
             ;
         pn = e - b;
         if (!is_dotted(text + b, pn, &at))

@@ -240,3 +240,24 @@ def test_resolver_hold_keeps_every_file_table_locked(tmp_path: Path) -> None:
             resolver.resolve("info@valias.example")
         assert exclusive_lock_is_free(tmp_path / "virtual.lmdb")
         assert exclusive_lock_is_free(tmp_path / "transport.lmdb")
+
+
+def test_threads_share_a_resolver(tmp_path: Path) -> None:
+    """resolve_many() and resolve() on several threads at once: holds overlap and end in any
+    order, and every answer is what one thread alone gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = generate(random.Random(9), tmp_path)
+    (tmp_path / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+    batch = [*addresses(random.Random(10), 50), "é@valias.example"]
+    with Resolver(MainConfig.load(str(tmp_path))) as resolver:
+        alone = [resolver.resolve(address) for address in batch]
+
+        def work(n: int) -> list[Any]:
+            if n % 2:
+                return [resolver.resolve(address) for address in batch]
+            return list(resolver.resolve_many(batch))
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(work, range(8)))
+    assert all(result == alone for result in results)

@@ -203,9 +203,9 @@ class LmdbTable(IndexedTable):
         finally:
             if fast is not None:
                 fast.held = 0
-            txn, self._txn, self._batch = self._txn, None, False
-            if txn is not None:
-                txn.abort()
+            # Dropped, not aborted: a lookup in progress on another thread still has it (the
+            # transaction ends when the last reference goes).
+            self._txn, self._batch = None, False
             lockf(self._lock_fd, LOCK_UN)
 
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
