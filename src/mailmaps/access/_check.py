@@ -758,42 +758,15 @@ class _Run:
     ) -> tuple[int, bool]:
         """``check_domain_access()``: the name, then its parent domains (fixed tables only)."""
         numerical = valid_hostaddr(domain)
-        if not self.st.trace:
-            keys = []
-            name = domain
-            while name:
-                keys.append(name)
-                dot = -1 if numerical else name.find(".", 1)
-                if dot < 0:
-                    break
-                name = name[dot:] if not self.p.access_parent else name[dot + 1 :]
-            found = self._first(table, keys)
-            if found is not None:
-                if found[0] < 0:
-                    return _DUNNO, False
-                key = keys[found[0]]
-                return self._answer(
-                    table, key, found[1], False, domain, reply_name, reply_class, acl, label
-                ), True
+        keys = []
         name = domain
-        fixed = False
         while name:
-            value, error = self._find(table, name, fixed)
-            if value is not None or error:
-                return (
-                    self._answer(
-                        table, name, value, error, domain, reply_name, reply_class, acl, label
-                    ),
-                    True,
-                )
-            if numerical:
-                break
-            dot = name.find(".", 1)
+            keys.append(name)
+            dot = -1 if numerical else name.find(".", 1)
             if dot < 0:
                 break
             name = name[dot:] if not self.p.access_parent else name[dot + 1 :]
-            fixed = True
-        return _DUNNO, False
+        return self._walk(table, keys, domain, reply_name, reply_class, acl, label)
 
     def check_addr_access(
         self,
@@ -806,37 +779,41 @@ class _Run:
     ) -> tuple[int, bool]:
         """``check_addr_access()``: the address, then shorter prefixes at ``.`` or ``:``."""
         delim = ":" if ":" in address else "."
-        if not self.st.trace:
-            keys = [address]
-            cut = address.rfind(delim)
-            while cut >= 0:
-                keys.append(address[:cut])
-                cut = address.rfind(delim, 0, cut)
-            found = self._first(table, keys)
-            if found is not None:
-                if found[0] < 0:
-                    return _DUNNO, False
-                key = keys[found[0]]
-                return self._answer(
-                    table, key, found[1], False, address, reply_name, reply_class, acl, label
-                ), True
-        addr = address
-        fixed = False
-        while True:
-            value, error = self._find(table, addr, fixed)
-            if value is not None or error:
-                return (
-                    self._answer(
-                        table, addr, value, error, address, reply_name, reply_class, acl, label
-                    ),
-                    True,
-                )
-            fixed = True
-            cut = addr.rfind(delim)
-            if cut < 0:
-                break
-            addr = addr[:cut]
-        return _DUNNO, False
+        keys = [address]
+        cut = address.rfind(delim)
+        while cut >= 0:
+            keys.append(address[:cut])
+            cut = address.rfind(delim, 0, cut)
+        return self._walk(table, keys, address, reply_name, reply_class, acl, label)
+
+    def _walk(
+        self,
+        table: str,
+        keys: list[str],
+        datum: str,
+        reply_name: str,
+        reply_class: str,
+        acl: str | None,
+        label: str,
+    ) -> tuple[int, bool]:
+        """The answer of the first of ``keys`` that ``table`` has (the keys after the first go
+        to exact-key tables only), and whether there was one."""
+        found = None if self.st.trace else self._first(table, keys)
+        if found is None:  # key by key: the trace shows each, and a failure is reported
+            for i, key in enumerate(keys):
+                value, error = self._find(table, key, i > 0)
+                if value is not None or error:
+                    answer = self._answer(
+                        table, key, value, error, datum, reply_name, reply_class, acl, label
+                    )
+                    return answer, True
+            return _DUNNO, False
+        if found[0] < 0:
+            return _DUNNO, False
+        key = keys[found[0]]
+        return self._answer(
+            table, key, found[1], False, datum, reply_name, reply_class, acl, label
+        ), True
 
     def check_namadr_access(
         self,
