@@ -65,6 +65,8 @@ def printable(text: str | bytes, utf8: bool = True, substitute: str = "?") -> st
 
     Postfix passes every log message through this (``?``), and smtpd every reply (a space).
     """
+    if isinstance(text, str) and text.isascii() and text.isprintable():
+        return text  # printable ASCII already (the common case)
     data = encode(text) if isinstance(text, str) else text
     if data.isascii() and not _UNPRINTABLE.search(data):
         return data.decode("ascii")
