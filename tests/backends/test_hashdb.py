@@ -589,3 +589,23 @@ def test_postfix_waits_for_our_lock(pfconf: Path, tmp_path: Path, map_type: str)
                 check=False,
             )
         assert postmap_q(pfconf, spec, "a") == "1"
+
+
+@pytest.mark.parametrize("map_type", TYPES)
+def test_hold_takes_the_shared_flock_once(tmp_path: Path, map_type: str) -> None:
+    """hold(): one shared flock() for every lookup in the block; nested holds keep it."""
+    from tests.backends.test_lmdb import exclusive_lock_is_free
+
+    spec = f"{map_type}:{tmp_path / 't'}"
+    build(spec, [("a", "1")])
+    path = tmp_path / "t.db"
+    with open_table(spec) as table:
+        with table.hold():
+            assert not exclusive_lock_is_free(path, "flock")
+            assert table.lookup("a") == "1"
+            with table.hold():
+                assert table.lookup_many(["a", "b"]) == ["1", None]
+            assert table.lookup("a") == "1"  # after a batch, lookups still take no lock
+            assert not exclusive_lock_is_free(path, "flock")
+        assert exclusive_lock_is_free(path, "flock")
+        assert table.lookup("a") == "1"

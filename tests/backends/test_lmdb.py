@@ -331,6 +331,7 @@ def test_hold_takes_the_shared_lock_once_for_many_lookups(tmp_path: Path, lock: 
             assert table.lookup_many(["a", "b", "é"]) == ["1", None, "2"]
             with table.hold():
                 assert table.lookup("A") == "1"
+            assert table.lookup("é") == "2"
             assert exclusive_lock_is_free(path) is not lock
         assert exclusive_lock_is_free(path)
         assert table.lookup("a") == "1"

@@ -173,11 +173,11 @@ class IndexedTable(BaseTable):
     def lookup_many(self, keys: Sequence[str]) -> list[str | None]:
         # One lock for the whole batch.
         with self._lock(False):
-            self._batch = True
+            held, self._batch = self._batch, True
             try:
                 return self._lookup_batch(self._get, keys)
             finally:
-                self._batch = False
+                self._batch = held  # still True inside a hold()
 
     def _lookup_batch(
         self, get: Callable[[bytes], bytes | None], keys: Sequence[str]
