@@ -119,7 +119,7 @@ class _Abort(Exception):
         self.status = status
 
 
-@dataclass
+@dataclass(slots=True)
 class _Defer:
     """A postponed deferral (``SMTPD_DEFER``)."""
 
@@ -130,7 +130,7 @@ class _Defer:
     reason: str = ""
 
 
-@dataclass
+@dataclass(slots=True)
 class _State:
     """smtpd's per-session check state: what survives from one stage to the next."""
 

@@ -71,6 +71,9 @@ class AccessPolicy:
         self.dns: DnsResolver = dns if dns is not None else NoDns()
         self._routes: dict[tuple[str, str], Route] = {}
         self._compiled: dict[tuple[tuple[str, ...], str | None], tuple[_Step, ...]] = {}
+        self._compiled_lists: dict[
+            tuple[int, str | None], tuple[Sequence[str], tuple[_Step, ...]]
+        ] = {}
         self._lock = threading.Lock()
         try:
             self._setup()
@@ -262,6 +265,10 @@ class AccessPolicy:
     def compiled(self, restrictions: Sequence[str], acl: str | None) -> tuple[_Step, ...]:
         """A restriction list parsed once into steps: names with their arguments and handlers
         (``smtpd_check_parse()``, and the argument checks of ``generic_checks()``)."""
+        # The configured lists are the same objects every time: found by identity first.
+        known = self._compiled_lists.get((id(restrictions), acl))
+        if known is not None and known[0] is restrictions:
+            return known[1]
         key = (tuple(restrictions), acl)
         steps = self._compiled.get(key)
         if steps is None:
@@ -269,6 +276,10 @@ class AccessPolicy:
             if len(self._compiled) >= _ROUTE_CACHE:
                 self._compiled.clear()
             self._compiled[key] = steps
+        if len(self._compiled_lists) >= _ROUTE_CACHE:
+            self._compiled_lists.clear()
+        # The entry keeps the list alive, so its id() cannot be another list's meanwhile.
+        self._compiled_lists[(id(restrictions), acl)] = (restrictions, steps)
         return steps
 
     def _access_maps(self, spec: str) -> MapList:
