@@ -85,6 +85,9 @@ class SurrogateTable:
     """
 
     fixed_keys: ClassVar[bool] = False
+    #: Every lookup logs a warning: looking a key up again does not give the same
+    #: diagnostics (the C resolution path does not take such a table).
+    replayable: ClassVar[bool] = False
 
     def __init__(self, spec: MapSpec, reason: str) -> None:
         self.map_type = spec.type

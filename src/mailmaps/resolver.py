@@ -441,8 +441,7 @@ class Resolver:
         lists = [*self.recipient_mappings, self.virtual_alias, self.transport, self.relocated]
         for maps in lists:
             if maps is not None and not all(
-                table.replayable and not isinstance(table, SurrogateTable)  # type: ignore[attr-defined]
-                for table in maps.tables
+                getattr(table, "replayable", True) for table in maps.tables
             ):
                 return None
 

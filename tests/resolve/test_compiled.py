@@ -261,3 +261,17 @@ def test_threads_share_a_resolver(tmp_path: Path) -> None:
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(work, range(8)))
     assert all(result == alone for result in results)
+
+
+def test_a_table_that_cannot_be_opened_defers_either_way(tmp_path: Path) -> None:
+    """A missing table is a surrogate whose lookups fail (Postfix defers the mail); the
+    resolver is made, and its answers are the same with and without the C path."""
+    (tmp_path / "main.cf").write_text(
+        f"myhostname = mx.example.com\nalias_maps =\nvirtual_alias_maps = lmdb:{tmp_path}/none\n"
+    )
+    answers = []
+    for compiled in (True, False):
+        with Resolver(MainConfig.load(str(tmp_path)), compiled=compiled) as resolver:
+            answers.append(resolver.resolve("a@far.example").recipients)
+    assert answers[0] == answers[1]
+    assert (answers[0][0].dsn, answers[0][0].address_class) == ("4.6.0", None)
