@@ -168,7 +168,7 @@ map_address(PyObject *maps, const SearchParams *p, PyObject *address, PyObject *
     if (!is_dotted(full, n, &at))
         return -1;
     value = mm_search(PyTuple_GET_ITEM(maps, 0), PyTuple_GET_ITEM(maps, 1), FIND_DEFAULT, p,
-                      full, n, at, &ext_start, &ext_len);
+                      full, n, at, &ext_start, &ext_len, NULL);
     if (value == MM_HAND_BACK)
         return -1;
     if (value == NULL)
@@ -376,7 +376,7 @@ transport(PyObject *maps, PyObject *wildcard, const SearchParams *p, PyObject *r
         return -1;
     value = mm_search(PyTuple_GET_ITEM(maps, 0), PyTuple_GET_ITEM(maps, 1), bits, p,
                       (const char *)PyUnicode_DATA(recipient), PyUnicode_GET_LENGTH(recipient),
-                      at, &ext_start, &ext_len);
+                      at, &ext_start, &ext_len, NULL);
     if (value == MM_HAND_BACK)
         return -1;
     if (value != NULL) {
@@ -449,7 +449,7 @@ route(PyObject *plan, const SearchParams *p, PyObject *recipient)
         Py_ssize_t ext_start, ext_len;
         PyObject *moved = mm_search(PyTuple_GET_ITEM(relocated, 0),
                                     PyTuple_GET_ITEM(relocated, 1), FIND_DEFAULT, p, full, n,
-                                    at, &ext_start, &ext_len);
+                                    at, &ext_start, &ext_len, NULL);
 
         if (moved == MM_HAND_BACK)
             goto hand_back;

@@ -275,15 +275,8 @@ mm_is_plain(const char *full, Py_ssize_t n, Py_ssize_t *at_out)
 
 PyObject *
 mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p, const char *full,
-          Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start, Py_ssize_t *ext_len)
-{
-    return mm_search_key(all, fixed, bits, p, full, n, at, ext_start, ext_len, NULL);
-}
-
-PyObject *
-mm_search_key(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
-              const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
-              Py_ssize_t *ext_len, PyObject **hit_key)
+          Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start, Py_ssize_t *ext_len,
+          PyObject **hit_key)
 {
     Search s;
     PyObject *result;
@@ -362,8 +355,8 @@ mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     n = PyUnicode_GET_LENGTH(address);
     if (!mm_is_plain(full, n, &at))
         Py_RETURN_NOTIMPLEMENTED;
-    result = mm_search_key(args[0], args[1], bits, &p, full, n, at, &ext_start, &ext_len,
-                           with_key ? &key : NULL);
+    result = mm_search(args[0], args[1], bits, &p, full, n, at, &ext_start, &ext_len,
+                       with_key ? &key : NULL);
     if (result == MM_HAND_BACK) {
         Py_XDECREF(key);
         Py_RETURN_NOTIMPLEMENTED;

@@ -22,12 +22,11 @@ typedef struct {
 
 int mm_search_params(PyObject *tuple, SearchParams *p);
 int mm_is_plain(const char *full, Py_ssize_t n, Py_ssize_t *at_out);
+/* The value for the plain address full (its last "@" at at), or NULL, or MM_HAND_BACK; a match
+ * without the extension sets ext_start/ext_len; with hit_key, a hit leaves its key there. */
 PyObject *mm_search(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
                     const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
-                    Py_ssize_t *ext_len);
-PyObject *mm_search_key(PyObject *all, PyObject *fixed, long bits, const SearchParams *p,
-                        const char *full, Py_ssize_t n, Py_ssize_t at, Py_ssize_t *ext_start,
-                        Py_ssize_t *ext_len, PyObject **hit_key);
+                    Py_ssize_t *ext_len, PyObject **hit_key);
 PyObject *mm_find_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 PyObject *mm_first_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 

@@ -196,6 +196,13 @@ class MapList:
             return value
         return None
 
+    @property
+    def recording(self) -> bool:
+        """Whether a trace is recording this list's lookups (each key must then be looked up
+        on its own, in Python)."""
+        recorder = self.recorder
+        return recorder is not None and recorder.events is not None
+
     def first(self, keys: list[str], *, fixed_from: int = 1) -> tuple[int, str | None] | None:
         """The first of ``keys`` with a value, as :meth:`lookup` finds it key by key (with
         ``fixed_only`` from ``keys[fixed_from]`` on), in one call: ``(index, value)``, or
@@ -205,8 +212,7 @@ class MapList:
         a table that failed or gave an empty value): the caller then calls :meth:`lookup` for
         each key, which says what went wrong.
         """
-        recorder = self.recorder
-        if _first_hit is None or (recorder is not None and recorder.events is not None):
+        if _first_hit is None or self.recording:
             return None
         found = _first_hit(self.lookups, self.fixed_lookups, keys, fixed_from)
         return None if found is NotImplemented else found

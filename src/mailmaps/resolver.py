@@ -26,12 +26,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 from mailmaps.config import MainConfig
 from mailmaps.dsn import dsn_split
@@ -81,8 +81,9 @@ __all__ = ["FinalRecipient", "Resolution", "Resolver", "TraceEvent", "read_servi
 log = logging.getLogger("mailmaps")
 
 Status = Literal["deliverable", "undeliverable"]
+_Item = TypeVar("_Item")
+_Answer = TypeVar("_Answer")
 
-#: Transports whose delivery agent talks to another host: the outcome depends on it.
 #: How many addresses :meth:`Resolver.resolve_many` resolves under one hold of the tables.
 HOLD_BATCH = 256
 
@@ -91,6 +92,7 @@ try:
 except ImportError:  # pragma: no cover - built without the C extension
     _resolve_plain = None  # type: ignore[assignment]
 
+#: Transports whose delivery agent talks to another host: the outcome depends on it.
 NETWORK_COMMANDS = frozenset({"smtp", "lmtp"})
 
 #: Postfix's own master.cf services and the program each runs (when no master.cf is given).
@@ -498,7 +500,12 @@ class Resolver:
     def _resolve_one(
         self, address: str, sender: str, trace: bool, plan: tuple[Any, ...] | None
     ) -> Resolution:
-        """:meth:`resolve`; ``plan`` is the C path's, or ``None`` when it was tried."""
+        """:meth:`resolve`; ``plan`` is the C path's, or ``None`` for the Python path only."""
+        if plan is not None and not trace and not sender:
+            fast = self._resolve_plain(plan, address)  # before any tracing set-up
+            if fast is not None:
+                return Resolution(address, fast)
+            plan = None  # handed back: the Python path, without asking C again
         tracer = self._tracer
         tracer.events = [] if trace else None
         try:
@@ -539,35 +546,48 @@ class Resolver:
         a writer (``postmap``) waits at most for one batch, and no lock is held while the
         caller consumes the answers.
         """
-        # Pattern tables among the recipient's canonical maps see each address whole first:
-        # they answer a batch in one scan before the batch is resolved.
-        ahead: list[Any] = [
+        # Pattern tables among the recipient's canonical maps see each address whole first.
+        ahead = [
             table
             for maps in self.recipient_mappings
             for table in maps.tables
             if hasattr(table, "prefetch")
         ]
-        pending = iter(addresses)
+        plan = self._plain
+        yield from self.in_batches(
+            addresses,
+            lambda address: self._resolve_one(address, sender, trace, plan),
+            ahead,
+            lambda batch: batch,
+        )
+
+    def in_batches(
+        self,
+        items: Iterable[_Item],
+        answer: Callable[[_Item], _Answer],
+        ahead: Sequence[Any] = (),
+        keys: Callable[[list[_Item]], list[str]] | None = None,
+    ) -> Iterator[_Answer]:
+        """``answer(item)`` for each item, in order, :data:`HOLD_BATCH` at a time under one
+        :meth:`hold` (for components that share this resolver's tables, such as
+        :meth:`AccessPolicy.decide_many() <mailmaps.access.AccessPolicy.decide_many>`).
+
+        :param ahead: pattern tables (with ``prefetch()``) that answer ``keys(batch)`` in one
+            scan before each batch, and forget them after it.
+        """
+        pending = iter(items)
         while batch := list(islice(pending, HOLD_BATCH)):
             with self.hold():
-                for table in ahead:
-                    table.prefetch(batch)
+                if ahead and keys is not None:
+                    names = keys(batch)
+                    for table in ahead:
+                        table.prefetch(names)
                 try:
-                    answers = [self._answer(address, sender, trace) for address in batch]
+                    answers = [answer(item) for item in batch]
                 finally:
                     for table in ahead:
                         table.forget()
             yield from answers
-
-    def _answer(self, address: str, sender: str, trace: bool) -> Resolution:
-        """:meth:`resolve`, with the C path tried first without the wrapping."""
-        plan = self._plain
-        if plan is not None and not sender and not trace:
-            fast = self._resolve_plain(plan, address)
-            if fast is not None:
-                return Resolution(address, fast)
-            plan = None  # handed back: the Python path, without asking C again
-        return self._resolve_one(address, sender, trace, plan)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:

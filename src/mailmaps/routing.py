@@ -108,6 +108,14 @@ _CLASS_NAMES: tuple[tuple[int, AddressClass], ...] = (
 )
 
 
+def _class_of(flags: int) -> AddressClass | None:
+    """The address class that resolver flags name, or ``None``."""
+    for bit, name in _CLASS_NAMES:
+        if flags & bit:
+            return name
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """What the resolver answers for one recipient.
@@ -127,11 +135,7 @@ class Route:
     @property
     def address_class(self) -> AddressClass | None:
         """The address class, or ``None`` if the resolver failed before choosing one."""
-        flags = int(self.flags)
-        for bit, name in _CLASS_NAMES:
-            if flags & bit:
-                return name
-        return None
+        return _class_of(int(self.flags))
 
     @property
     def failed(self) -> bool:
@@ -450,8 +454,8 @@ class Router:
             try:
                 remote = not t.is_local(domain)
                 channel, nexthop, flags = self._domain_route(domain, remote, "", 0)
-                if not flags & _FAIL:
-                    cls = next(name for bit, name in _CLASS_NAMES if flags & bit)
+                cls = _class_of(flags)
+                if cls is not None and not flags & _FAIL:
                     answer = flags, cls, channel, nexthop
             except LookupFailed:
                 return None  # not remembered: the next address asks the tables again

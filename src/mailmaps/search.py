@@ -28,7 +28,7 @@ import enum
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailmaps.rewrite import RewriteSettings, rewrite_address
 from mailmaps.rfc822 import (
@@ -65,10 +65,6 @@ except ImportError:  # pragma: no cover - built without the C extension
 
 #: A key that quoting leaves alone in either form: a dot-atom local part, maybe a plain domain.
 _PLAIN_KEY = re.compile(f"{PLAIN_LOCAL_PART}(?:@[A-Za-z0-9.-]*)?")
-
-#: ``user@host.domain`` with a dot-atom local part: a value that needs no parsing (and, with a
-#: dot in the domain, no append_dot_mydomain).
-_DOTTED_ADDRESS = DOTTED_ADDRESS
 
 
 class Strategy(enum.IntFlag):
@@ -215,10 +211,16 @@ def strip_addr(
     return user + (at + domain if at else ""), saved
 
 
-def _quiet(maps: Searchable) -> bool:
-    """Whether nobody records this list's lookups (a trace wants every key, in Python)."""
-    recorder = getattr(maps, "recorder", None)
-    return recorder is None or recorder.events is None
+def _search_in_c(
+    maps: Searchable, address: str, bits: int, settings: SearchSettings, with_key: bool
+) -> Any:
+    """``find_plain()`` (``_search.c``) over a :class:`~mailmaps.maps.MapList` that no trace
+    records; ``NotImplemented`` when the Python search must answer."""
+    lookups = getattr(maps, "lookups", None)
+    if _find_plain is None or lookups is None or getattr(maps, "recording", True):
+        return NotImplemented
+    fixed = maps.fixed_lookups  # type: ignore[attr-defined]
+    return _find_plain(lookups, fixed, address, bits, settings.plain_args, with_key)
 
 
 def _quoted(address: str, with_domain: bool) -> str:
@@ -285,14 +287,12 @@ def mail_addr_find_ext(
     """:func:`mail_addr_find`, and the extension (with its delimiter) when the match was on a
     key without it (``user@domain``, ``user``); ``None`` otherwise."""
     bits = int(strategy)  # plain int tests: IntFlag arithmetic is slow
-    lookups = getattr(maps, "lookups", None)
-    if _find_plain is not None and lookups is not None and _quiet(maps):
-        # Addresses that need no quoting, in C; it hands anything else back (NotImplemented).
-        found = _find_plain(lookups, maps.fixed_lookups, address, bits, settings.plain_args)  # type: ignore[attr-defined]
-        if found is not NotImplemented:
-            if found[0] is not None and out_form is Form.INTERNAL:
-                return unquote_local(found[0]), found[1]
-            return found  # type: ignore[no-any-return]
+    # Addresses that need no quoting, in C; it hands anything else back (NotImplemented).
+    found = _search_in_c(maps, address, bits, settings, False)
+    if found is not NotImplemented:
+        if found[0] is not None and out_form is Form.INTERNAL:
+            return unquote_local(found[0]), found[1]
+        return found  # type: ignore[no-any-return]
     full = unquote_local(address) if in_form is Form.EXTERNAL else address
     if not getattr(maps, "has_fixed", True):
         bits &= _FULL  # every other key goes to exact-key tables only, and there are none
@@ -349,17 +349,7 @@ def mail_addr_find_key(
 
     :raises: nothing: a table that fails hands the search back (``None``).
     """
-    lookups = getattr(maps, "lookups", None)
-    if _find_plain is None or lookups is None or not _quiet(maps):
-        return None
-    found = _find_plain(
-        lookups,
-        maps.fixed_lookups,  # type: ignore[attr-defined]
-        address,
-        int(strategy),
-        settings.plain_args,
-        True,
-    )
+    found = _search_in_c(maps, address, int(strategy), settings, True)
     if found is NotImplemented:
         return None
     return found[0], found[2]
@@ -455,7 +445,7 @@ def mail_addr_crunch(
     """
     if in_form is Form.INTERNAL:
         text = quote_local(text)
-    if _DOTTED_ADDRESS.fullmatch(text) is not None:
+    if DOTTED_ADDRESS.fullmatch(text) is not None:
         # One plain user@host.domain: parsing and rewriting would give it back unchanged.
         if extension is not None:
             at = text.rfind("@")

@@ -699,12 +699,6 @@ class _Run:
             return False
         return True
 
-    def _first(self, table: str, keys: list[str]) -> tuple[int, str | None] | None:
-        """The first of ``keys`` (the later ones to exact-key tables only) that the access
-        table has a value for, in one call (:meth:`MapList.first`); ``None``: look them up one
-        by one with :meth:`_find`."""
-        return self.p._access_maps(table).first(keys)
-
     def _find(self, table: str, key: str, fixed_only: bool) -> tuple[str | None, bool]:
         """One access table lookup: (value, error)."""
         maps = self.p._access_maps(table)
@@ -798,7 +792,8 @@ class _Run:
     ) -> tuple[int, bool]:
         """The answer of the first of ``keys`` that ``table`` has (the keys after the first go
         to exact-key tables only), and whether there was one."""
-        found = None if self.st.trace else self._first(table, keys)
+        # In one call (MapList.first), unless tracing, or a table failed: then key by key.
+        found = None if self.st.trace else self.p._access_maps(table).first(keys)
         if found is None:  # key by key: the trace shows each, and a failure is reported
             for i, key in enumerate(keys):
                 value, error = self._find(table, key, i > 0)

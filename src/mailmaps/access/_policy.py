@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -31,7 +30,7 @@ from mailmaps.errors import ConfigError
 from mailmaps.maps import MapList
 from mailmaps.matchlist import ListKind, MatchList, mynetworks_default
 from mailmaps.policyclient import PolicyService
-from mailmaps.resolver import HOLD_BATCH, Resolver
+from mailmaps.resolver import Resolver
 from mailmaps.routing import Route
 from mailmaps.spec import split_list
 from mailmaps.table import OpenOptions
@@ -350,22 +349,13 @@ class AccessPolicy:
         :meth:`decide` locks around each lookup as smtpd does; no lock is held while the caller
         consumes the decisions.
         """
-        # Pattern tables of check_helo_access see each HELO name whole first: they answer a
-        # batch's names in one scan before the batch is decided.
-        ahead = self._helo_pattern_tables()
-        pending = iter(sessions)
-        while batch := list(islice(pending, HOLD_BATCH)):
-            with self.resolver.hold():
-                if ahead:
-                    names = [helo_key(s.helo, self.utf8) for s in batch if s.helo is not None]
-                    for table in ahead:
-                        table.prefetch(names)
-                try:
-                    answers = [self.decide(session, trace=trace) for session in batch]
-                finally:
-                    for table in ahead:
-                        table.forget()
-            yield from answers
+        # Pattern tables of check_helo_access see each HELO name whole first.
+        yield from self.resolver.in_batches(
+            sessions,
+            lambda session: self.decide(session, trace=trace),
+            self._helo_pattern_tables(),
+            lambda batch: [helo_key(s.helo, self.utf8) for s in batch if s.helo is not None],
+        )
 
     def _helo_pattern_tables(self) -> list[Any]:
         """The pcre and regexp tables that restriction lists name after check_helo_access."""
