@@ -15,7 +15,8 @@ recipients.
 Measured:
 
 * ``AccessPolicy.decide_many()`` and ``decide()`` in one process, decisions per second (the
-  best of ``--repeat`` runs);
+  best of ``--repeat`` runs), and ``decide_many()`` of a policy made with ``compiled=False``
+  (the Python path alone);
 * real Postfix: SMTP sessions per second through XCLIENT (connect, XCLIENT, EHLO, MAIL, RCPT,
   QUIT) against a private smtpd on loopback (needs root); every reply must agree with mailmaps,
   or the benchmark fails.
@@ -131,7 +132,8 @@ def main() -> int:
         postfix = PostfixInstance(root, settings, smtpd=True)
         sessions = make_sessions(args.decisions, args.clients, args.helo_rules, args.recipients)
         with AccessPolicy.from_directory(postfix.config_dir) as policy:
-            ours = single = 0.0
+            python = AccessPolicy(policy.config, resolver=policy.resolver, compiled=False)
+            ours = single = pure = 0.0
             for _ in range(args.repeat):  # the best of --repeat runs: this machine is noisy
                 start = time.perf_counter()
                 for _ in policy.decide_many(sessions):
@@ -141,6 +143,10 @@ def main() -> int:
                 for session in sessions:
                     policy.decide(session)
                 single = max(single, len(sessions) / (time.perf_counter() - start))
+                start = time.perf_counter()
+                for _ in python.decide_many(sessions):
+                    pass
+                pure = max(pure, len(sessions) / (time.perf_counter() - start))
             probes = sessions[: args.sessions]
             expected = [policy.decide(session).reply for session in probes]
         real = "-"
@@ -157,6 +163,7 @@ def main() -> int:
         print("|---|---|")
         print(f"| mailmaps AccessPolicy.decide_many(), {len(sessions):,} sessions | {ours:,.0f} |")
         print(f"| mailmaps AccessPolicy.decide(), one at a time | {single:,.0f} |")
+        print(f"| mailmaps decide_many(), Python path only (compiled=False) | {pure:,.0f} |")
         print(f"| real Postfix smtpd, XCLIENT sessions ({len(probes)}) | {real} |")
     finally:
         shutil.rmtree(top, ignore_errors=True)

@@ -57,8 +57,8 @@ is_dot_atom(const char *s, Py_ssize_t n)
 
 /* maps_find(): the first table's value for key, NULL for none, MM_HAND_BACK to give up.
  * With hit_key, a hit also leaves the key there (a new reference). */
-static PyObject *
-look(PyObject *tables, const char *key, Py_ssize_t len, PyObject **hit_key)
+PyObject *
+mm_look(PyObject *tables, const char *key, Py_ssize_t len, PyObject **hit_key)
 {
     PyObject *text, *value;
     Py_ssize_t i, n = PyTuple_GET_SIZE(tables);
@@ -110,11 +110,11 @@ typedef struct {
 static PyObject *
 find_local(Search *s, int keep_at, int *matched_bare)
 {
-    PyObject *result = look(s->fixed, s->full, s->at + keep_at, s->hit_key);
+    PyObject *result = mm_look(s->fixed, s->full, s->at + keep_at, s->hit_key);
 
     *matched_bare = 0;
     if (result == NULL && s->bare != NULL) {
-        result = look(s->fixed, s->bare, s->bare_at + keep_at, s->hit_key);
+        result = mm_look(s->fixed, s->bare, s->bare_at + keep_at, s->hit_key);
         if (result != NULL && result != MM_HAND_BACK)
             *matched_bare = 1;
     }
@@ -164,9 +164,9 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
 
     *ext_out = 0;
     if (bits & FIND_FULL)
-        result = look(s->all, s->full, s->at + 1 + dlen, s->hit_key);
+        result = mm_look(s->all, s->full, s->at + 1 + dlen, s->hit_key);
     if (result == NULL && s->bare != NULL) {
-        result = look(s->fixed, s->bare, s->bare_len, s->hit_key);
+        result = mm_look(s->fixed, s->bare, s->bare_len, s->hit_key);
         if (result != NULL && result != MM_HAND_BACK)
             *ext_out = 1;
     }
@@ -198,7 +198,7 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
         }
     }
     if (result == NULL && (bits & FIND_AT_DOMAIN))
-        result = look(s->fixed, s->full + s->at, dlen + 1, s->hit_key);
+        result = mm_look(s->fixed, s->full + s->at, dlen + 1, s->hit_key);
     if (result == NULL && (bits & FIND_DOMAIN)) {
         const char *name = domain;
         Py_ssize_t len = dlen;
@@ -206,7 +206,7 @@ search(Search *s, long bits, PyObject *is_local, PyObject *myorigin, int *ext_ou
         while (len > 0) {
             const char *dot;
 
-            result = look(s->fixed, name, len, s->hit_key);
+            result = mm_look(s->fixed, name, len, s->hit_key);
             if (result != NULL || !(bits & (FIND_PDMS | FIND_PDDMDS)))
                 break;
             dot = len > 1 ? memchr(name + 1, '.', (size_t)(len - 1)) : NULL;

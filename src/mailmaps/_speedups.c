@@ -715,6 +715,8 @@ static PyMethodDef module_methods[] = {
      "first_hit(all, fixed, keys, fixed_from) -> (index, value) | NotImplemented: see _search.c"},
     {"resolve_plain", (PyCFunction)(void (*)(void))mm_resolve_plain, METH_FASTCALL,
      "resolve_plain(plan, address) -> list | NotImplemented: see _resolve.c"},
+    {"decide_plain", (PyCFunction)(void (*)(void))mm_decide_plain, METH_FASTCALL,
+     "decide_plain(plan, session) -> Decision | NotImplemented: see _access.c"},
     {"build_uniform", (PyCFunction)(void (*)(void))build_uniform, METH_VARARGS | METH_KEYWORDS,
      "build_uniform(path, data, sep, fold, nul, replace, map_size, format='lmdb') -> list | None"},
     {NULL, NULL, 0, NULL},

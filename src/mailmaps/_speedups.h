@@ -20,6 +20,9 @@ typedef struct {
     PyObject *is_local, *myorigin, *double_bounce;
 } SearchParams;
 
+/* The first of tables' values for key (a new reference), NULL for none, or MM_HAND_BACK; with
+ * hit_key, a hit leaves its key there. */
+PyObject *mm_look(PyObject *tables, const char *key, Py_ssize_t len, PyObject **hit_key);
 int mm_search_params(PyObject *tuple, SearchParams *p);
 int mm_is_plain(const char *full, Py_ssize_t n, Py_ssize_t *at_out);
 /* The value for the plain address full (its last "@" at at), or NULL, or MM_HAND_BACK; a match
@@ -32,5 +35,8 @@ PyObject *mm_first_hit(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 
 /* _resolve.c: a plain address through cleanup and trivial-rewrite. */
 PyObject *mm_resolve_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
+
+/* _access.c: smtpd's decision for a session whose restrictions need nothing unusual. */
+PyObject *mm_decide_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs);
 
 #endif

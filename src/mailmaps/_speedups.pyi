@@ -1,4 +1,4 @@
-"""Types of the optional C extension (src/mailmaps/_speedups.c, _search.c, _resolve.c)."""
+"""Types of the optional C extension (_speedups.c, _search.c, _resolve.c, _access.c)."""
 
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -51,3 +51,4 @@ def first_hit(
     fixed_from: int,
 ) -> Any: ...
 def resolve_plain(plan: tuple[Any, ...], address: str) -> Any: ...
+def decide_plain(plan: tuple[Any, ...], session: Any) -> Any: ...

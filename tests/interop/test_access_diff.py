@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from mailmaps._speedups import decide_plain as _decide_plain
 from mailmaps.access import AccessPolicy, NameStatus, Session
 from mailmaps.rfc822 import quote_local
 from mailmaps.testing.postfix import PostfixInstance
@@ -178,7 +179,24 @@ def _table(rng: random.Random, keys: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(rng: random.Random, policy_port: int = 9) -> Scenario:
+#: The restrictions the C path evaluates (``_access.c``): ``plain`` scenarios use only these.
+PLAIN = {
+    "permit",
+    "reject",
+    "permit_mynetworks",
+    "reject_unlisted_recipient",
+    "reject_unauth_destination",
+    "permit_auth_destination",
+    "defer_unauth_destination",
+    "check_client_access",
+    "check_helo_access",
+    "check_sender_access",
+    "check_recipient_access",
+}
+
+
+def generate(rng: random.Random, policy_port: int = 9, *, plain: bool = False) -> Scenario:
+    """A configuration and its sessions; ``plain``: one that AccessPolicy decides in C."""
     s = Scenario()
     t = "lmdb:$config_directory"
     s.settings.update(
@@ -195,9 +213,9 @@ def generate(rng: random.Random, policy_port: int = 9) -> Scenario:
             "relay_recipient_maps": rng.choice(["", f"{t}/relay_recipients"]),
             "local_recipient_maps": rng.choice(["", f"{t}/local_recipients"]),
             "recipient_delimiter": "+",
-            "smtpd_delay_reject": rng.choice(["yes", "yes", "no"]),
+            "smtpd_delay_reject": "yes" if plain else rng.choice(["yes", "yes", "no"]),
             "smtpd_helo_required": rng.choice(["yes", "no"]),
-            "smtpd_reject_unlisted_sender": rng.choice(["yes", "no"]),
+            "smtpd_reject_unlisted_sender": "no" if plain else rng.choice(["yes", "no"]),
             "smtpd_reject_unlisted_recipient": rng.choice(["yes", "yes", "no"]),
             "smtpd_restriction_classes": "strict, lenient",
             "strict": "reject_unlisted_recipient, reject",
@@ -305,14 +323,18 @@ def generate(rng: random.Random, policy_port: int = 9) -> Scenario:
         s.settings["smtpd_relay_restrictions"] = relay
     policy = f"check_policy_service inet:127.0.0.1:{policy_port}"
     for stage, items in checks.items():
+        if plain:
+            items = [item for item in items if item.split()[0] in PLAIN]
         chosen = rng.sample(items, rng.randint(0, len(items)))
-        if rng.random() < 0.25:
+        if rng.random() < 0.25 and not plain:
             chosen.insert(rng.randint(0, len(chosen)), policy)
         if stage == "recipient" and (relay == "" or rng.random() < 0.7):
             # smtpd refuses to start unless one list rejects relaying by default.
             chosen.append("reject_unauth_destination")
         if rng.random() < 0.15:
-            chosen.append(rng.choice(["permit", "reject", "lenient"]))
+            chosen.append(
+                rng.choice(["permit", "reject"] if plain else ["permit", "reject", "lenient"])
+            )
         s.settings[f"smtpd_{stage}_restrictions"] = ", ".join(chosen)
     if s.settings["smtpd_delay_reject"] == "no":
         # XCLIENT must not be refused: the real peer 127.0.0.1 passes the client checks.
@@ -370,7 +392,17 @@ def policy_server() -> Iterator[int]:
 
 @pytest.mark.parametrize("seed", range(SEEDS))
 def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -> None:
-    scenario = generate(random.Random(seed), policy_server)
+    _compare(seed, generate(random.Random(seed), policy_server), postfix_root)
+
+
+@pytest.mark.parametrize("seed", range(SEEDS // 2))
+def test_generated_plain_sessions(seed: int, postfix_root: Path) -> None:
+    """Configurations that AccessPolicy decides in C (``_access.c``) where it can."""
+    scenario = generate(random.Random(1000 + seed), plain=True)
+    _compare(seed, scenario, postfix_root, plain=True)
+
+
+def _compare(seed: int, scenario: Scenario, postfix_root: Path, *, plain: bool = False) -> None:
     postfix = PostfixInstance(postfix_root, scenario.settings, smtpd=True)
     etc = postfix.config_dir
     for name, text in scenario.files.items():
@@ -380,8 +412,13 @@ def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -
     with postfix:
         real = [converse(postfix, session) for session in scenario.sessions]
     mismatches = []
+    answered_in_c = 0
     with AccessPolicy.from_directory(etc) as policy:
+        if plain:
+            assert policy._plain is not None, "a plain scenario takes the C path"
         for session, want in zip(scenario.sessions, real, strict=True):
+            if policy._plain is not None:
+                answered_in_c += _decide_plain(policy._plain, session) is not NotImplemented
             got = policy.decide(session)
             # The traced decision takes the key-by-key Python path: the same decision.
             assert replace(policy.decide(session, trace=True), trace=()) == got, session
@@ -392,3 +429,4 @@ def test_generated_sessions(seed: int, postfix_root: Path, policy_server: int) -
                 )
     settings = "\n".join(f"{k} = {v}" for k, v in scenario.settings.items())
     assert not mismatches, f"seed {seed}:\n{settings}\n" + "\n".join(mismatches)
+    assert answered_in_c > 0 or not plain, "the C path handed every session back"

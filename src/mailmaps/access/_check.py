@@ -439,7 +439,7 @@ class _Run:
         st, p, s = self.st, self.p, self.st.session
         # HELO: the arguments joined by single spaces (collapse_args()); smtpd stores the name
         # with unprintable and special characters replaced by "?" (neuter()).
-        raw_helo = _collapse(s.helo) if s.helo is not None else None
+        raw_helo, stored = p.helo_names(s.helo) if s.helo is not None else (None, None)
         st.helo = st.sender = st.recipient = None  # known only once their command came
         st.protocol = "SMTP"
         st.command = "CONNECT"
@@ -455,7 +455,7 @@ class _Run:
                     st.where = "HELO"
                     return err
         if raw_helo is not None:
-            st.helo = stored_helo(raw_helo, p.utf8)
+            st.helo = stored
             st.protocol = s.protocol
         if p.helo_required and st.helo is None:
             st.where = "MAIL"
@@ -1493,11 +1493,6 @@ def stored_helo(helo: str, utf8: bool) -> str:
     """The HELO name as smtpd stores it, from its collapsed arguments: unprintable and special
     characters replaced by ``?`` (``neuter()``); what check_helo_access looks up."""
     return _neuter(printable(helo, utf8, "?"))
-
-
-def helo_key(helo: str, utf8: bool) -> str:
-    """What smtpd makes of a session's HELO argument (:func:`stored_helo` of it collapsed)."""
-    return stored_helo(_collapse(helo), utf8)
 
 
 def _neuter(text: str) -> str:

@@ -5,23 +5,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from mailmaps.access._check import (
+    _ACCESS_PDDMDS,
+    _ACCESS_PDMS,
     _FAIL,
     _RCPT_REQUIRED,
     _ROUTE_CACHE,
+    _STEP_RUN,
     _TEMPFAIL_ACTIONS,
+    _collapse,
     _compile,
     _normal_address,
     _Recorder,
     _Run,
     _State,
     _Step,
-    helo_key,
+    stored_helo,
 )
 from mailmaps.access._dns import DnsResolver, NoDns
 from mailmaps.access._model import DATA, EOD, RECIPIENT, SENDER, Decision, Session
@@ -32,11 +36,43 @@ from mailmaps.matchlist import ListKind, MatchList, mynetworks_default
 from mailmaps.policyclient import PolicyService
 from mailmaps.resolver import Resolver
 from mailmaps.routing import Route
+from mailmaps.search import Strategy
 from mailmaps.spec import split_list
 from mailmaps.table import OpenOptions
 from mailmaps.text import fold
 
+try:
+    from mailmaps._speedups import decide_plain as _decide_plain
+except ImportError:  # pragma: no cover - the C extension is optional
+    _decide_plain = None  # type: ignore[assignment]
+
 log = logging.getLogger("mailmaps")
+
+#: The restrictions the C path (``_access.c``) evaluates, and its numbers for them.
+_PLAIN_KINDS = {
+    "permit": 1,
+    "reject": 2,
+    "defer": 3,
+    "permit_mynetworks": 4,
+    "check_client_access": 5,
+    "check_helo_access": 6,
+    "check_sender_access": 7,
+    "check_recipient_access": 8,
+    "permit_auth_destination": 9,
+    "reject_unauth_destination": 10,
+    "defer_unauth_destination": 11,
+    "reject_unlisted_recipient": 12,
+    "check_recipient_maps": 12,
+    "permit_sasl_authenticated": 13,
+}
+#: The access table each list's bare ``type:name`` entries mean.
+_ACLS = {
+    "client": "check_client_access",
+    "helo": "check_helo_access",
+    "sender": "check_sender_access",
+    "relay": "check_recipient_access",
+    "recipient": "check_recipient_access",
+}
 
 # --- the policy ---------------------------------------------------------------------------------
 
@@ -50,6 +86,9 @@ class AccessPolicy:
         (default: :class:`NoDns`).
     :param check_required: refuse restriction lists that never reject relaying, as smtpd
         does at start-up; ``False`` allows them, as Postfix's ``smtpd_check`` test program does.
+    :param compiled: decide the sessions that need nothing unusual in C when the extension is
+        built (see :meth:`decide`); ``False`` always takes the Python path. The decisions are
+        the same either way.
     :raises ConfigError: a restriction list is unusable (no ``reject_unauth_destination`` or
         equivalent in the relay and recipient restrictions; a restriction class without a
         definition; a bad tempfail action).
@@ -62,20 +101,25 @@ class AccessPolicy:
         resolver: Resolver | None = None,
         dns: DnsResolver | None = None,
         check_required: bool = True,
+        compiled: bool = True,
     ) -> None:
         self.config = config
         self._check_required = check_required
         self._own_resolver = resolver is None
         self.resolver = resolver if resolver is not None else Resolver(config)
         self.dns: DnsResolver = dns if dns is not None else NoDns()
-        self._routes: dict[tuple[str, str], Route] = {}
+        self._routes: dict[tuple[str, str] | str, Route] = {}
+        self._helo_names: dict[str, tuple[str, str]] = {}
         self._compiled: dict[tuple[tuple[str, ...], str | None], tuple[_Step, ...]] = {}
         self._compiled_lists: dict[
             tuple[int, str | None], tuple[Sequence[str], tuple[_Step, ...]]
         ] = {}
         self._lock = threading.Lock()
+        self._plain: tuple[Any, ...] | None = None
         try:
             self._setup()
+            if compiled:
+                self._plain = self._plain_plan()
         except BaseException:
             self.close()
             raise
@@ -222,6 +266,10 @@ class AccessPolicy:
                     self._access_maps(item)
         # Recipient validation maps.
         r = self.resolver
+        tables = r.router.tables
+        self._sender_routing = (
+            tables.sender_relayhost is not None or tables.sender_default_transport is not None
+        )
         self.maps = {
             name: r.maps(name, "smtpd")
             for name in (
@@ -241,6 +289,87 @@ class AccessPolicy:
         )
         self.mx_backup_networks = lists(
             cfg, "permit_mx_backup_networks", ListKind.HOST, opener=opener
+        )
+
+    def _plain_plan(self) -> tuple[Any, ...] | None:
+        """What :func:`mailmaps._speedups.decide_plain` needs to decide sessions in C (see
+        ``_access.c``), or ``None`` when this configuration takes the Python path for every
+        session: no C extension, ``smtpd_delay_reject = no``, ``smtpd_reject_unlisted_sender``,
+        a restriction the C path does not evaluate, one that Postfix warns about, or a table
+        whose lookups cannot be repeated without a difference (a server: the C path hands
+        answers it does not take back, and the Python path looks the keys up again)."""
+        if _decide_plain is None or not self.delay_reject or self.reject_unlisted_sender:
+            return None
+
+        def replayable(maps: MapList) -> bool:
+            return all(getattr(table, "replayable", True) for table in maps.tables)
+
+        stages = []
+        order = ["relay", "recipient"] if self.relay_before_rcpt else ["recipient", "relay"]
+        for stage in ["client", "helo", "sender", *order]:
+            steps = []
+            for step in self.compiled(self.lists[stage], _ACLS[stage]):
+                kind = _PLAIN_KINDS.get(step.lname)
+                if step.kind != _STEP_RUN or kind is None or step.ignored is not None:
+                    return None
+                maps = self._access_maps(step.arg) if step.arg is not None else None
+                if maps is not None and not replayable(maps):
+                    return None
+                tables = (maps.lookups, maps.fixed_lookups) if maps is not None else None
+                steps.append((kind, step.label, tables, step.arg))
+            stages.append(tuple(steps))
+        rcpt_maps = []
+        for name in (
+            "recipient_canonical_maps",
+            "canonical_maps",
+            "virtual_alias_maps",
+            "local_recipient_maps",
+            "virtual_mailbox_maps",
+            "relay_recipient_maps",
+        ):
+            maps = self.maps[name]
+            if maps is not None and not (isinstance(maps, MapList) and replayable(maps)):
+                return None
+            rcpt_maps.append(None if maps is None else (maps.lookups, maps.fixed_lookups))
+        names = tuple(f.name for f in fields(Decision))
+        if names[:5] != ("stage", "action", "reply", "decided_by", "entry") or len(names) != 12:
+            return None  # _access.c sets the fields in this order
+        codes = self.codes
+        return (
+            Decision,
+            names,
+            self.resolve,
+            self.mynetworks.match,
+            tuple(stages),
+            tuple(
+                codes[name]
+                for name in (
+                    "reject_code",
+                    "defer_code",
+                    "access_map_reject_code",
+                    "access_map_defer_code",
+                    "relay_domains_reject_code",
+                    "unknown_local_recipient_reject_code",
+                    "unknown_virtual_mailbox_reject_code",
+                    "unknown_relay_recipient_reject_code",
+                )
+            ),
+            (
+                self.access_parent,
+                self.allow_untrusted_routing,
+                self.soft_bounce,
+                self.reject_unlisted_recipient,
+                self.has_local_rcpt_maps,
+                self.show_unknown_table,
+                self.sasl_enabled,
+            ),
+            self.resolver.search_settings.plain_args,
+            int(_ACCESS_PDMS if self.access_parent else _ACCESS_PDDMDS),
+            tuple(rcpt_maps),
+            int(Strategy.DEFAULT),
+            self.null_key,
+            self.double_bounce,
+            self.verify_probe,
         )
 
     def _has_required(self, restrictions: Sequence[str]) -> bool:
@@ -336,7 +465,17 @@ class AccessPolicy:
         own commands, and the first that rejects gives the answer (its ``stage`` says which).
 
         :param trace: record every restriction and lookup in :attr:`Decision.trace` (slower).
+
+        Without ``trace``, a session whose restrictions and table answers need nothing unusual
+        is decided in C (``mailmaps._speedups.decide_plain``); everything else, and every
+        session of a configuration the C path does not cover, in Python. Both give the same
+        decision.
         """
+        plan = self._plain
+        if plan is not None and not trace:
+            fast = _decide_plain(plan, session)
+            if fast is not NotImplemented:
+                return fast  # type: ignore[no-any-return]
         return self._run(session, "RCPT", lambda run: run.decide(), trace)
 
     def decide_many(
@@ -354,8 +493,20 @@ class AccessPolicy:
             sessions,
             lambda session: self.decide(session, trace=trace),
             self._helo_pattern_tables(),
-            lambda batch: [helo_key(s.helo, self.utf8) for s in batch if s.helo is not None],
+            lambda batch: [self.helo_names(s.helo)[1] for s in batch if s.helo is not None],
         )
+
+    def helo_names(self, helo: str) -> tuple[str, str]:
+        """A HELO argument as smtpd checks it at HELO (its words joined by single spaces) and as
+        it stores it for later stages (:func:`stored_helo`); remembered."""
+        names = self._helo_names.get(helo)
+        if names is None:
+            collapsed = _collapse(helo)
+            names = collapsed, stored_helo(collapsed, self.utf8)
+            if len(self._helo_names) >= _ROUTE_CACHE:
+                self._helo_names.clear()
+            self._helo_names[helo] = names
+        return names
 
     def _helo_pattern_tables(self) -> list[Any]:
         """The pcre and regexp tables that restriction lists name after check_helo_access."""
@@ -387,7 +538,8 @@ class AccessPolicy:
         Answers are remembered, as smtpd remembers them for the life of the process; a failed
         lookup is not.
         """
-        key = (sender or "", address)
+        # The sender matters only to sender-dependent routing: without it, one answer per address.
+        key = (sender or "", address) if self._sender_routing else address
         route = self._routes.get(key)
         if route is not None:
             return route
