@@ -436,3 +436,16 @@ def test_decide_many_answers_as_decide_with_one_lock_per_batch(tmp_path: Path) -
     with p.resolver.hold():
         assert not exclusive_lock_is_free(tmp_path / "clients.lmdb")
     assert exclusive_lock_is_free(tmp_path / "clients.lmdb")
+
+
+def test_lists_named_by_table_answers_do_not_pile_up() -> None:
+    """A table answer naming restrictions is parsed into a new list each time: its steps are
+    remembered by its text, not by the list object (which kept every such list alive)."""
+    p = policy(
+        smtpd_recipient_restrictions="check_recipient_access"
+        " inline:{ {alice@mx.example.com = permit_mynetworks, reject} },"
+        " reject_unauth_destination",
+    )
+    for _ in range(50):
+        assert p.decide(SESSION).reply.startswith("554 5.7.1 <alice@mx.example.com>")
+    assert len(p._compiled_lists) < 10

@@ -256,7 +256,7 @@ class AccessPolicy:
             name: get(f"smtpd_policy_service_{name}")
             for name in ("timeout", "default_action", "policy_context", "try_limit", "retry_delay")
         }
-        for items in [*self.lists.values(), *self.classes.values()]:
+        for items in self._configured_lists():
             for prev, item in zip(["", *items], items, strict=False):
                 if prev.lower() == "check_policy_service":
                     self.policies[item] = PolicyService.parse(
@@ -404,11 +404,14 @@ class AccessPolicy:
             if len(self._compiled) >= _ROUTE_CACHE:
                 self._compiled.clear()
             self._compiled[key] = steps
-        if len(self._compiled_lists) >= _ROUTE_CACHE:
-            self._compiled_lists.clear()
-        # The entry keeps the list alive, so its id() cannot be another list's meanwhile.
-        self._compiled_lists[(id(restrictions), acl)] = (restrictions, steps)
+        # Only the configured lists: the lists that table answers name are new objects each time.
+        if any(restrictions is known for known in self._configured_lists()):
+            self._compiled_lists[(id(restrictions), acl)] = (restrictions, steps)
         return steps
+
+    def _configured_lists(self) -> Iterator[list[str]]:
+        yield from self.lists.values()
+        yield from self.classes.values()
 
     def _access_maps(self, spec: str) -> MapList:
         maps = self._access.get(spec)
@@ -511,7 +514,7 @@ class AccessPolicy:
     def _helo_pattern_tables(self) -> list[Any]:
         """The pcre and regexp tables that restriction lists name after check_helo_access."""
         found: dict[int, Any] = {}
-        for items in [*self.lists.values(), *self.classes.values()]:
+        for items in self._configured_lists():
             for prev, item in zip(["", *items], items, strict=False):
                 if prev.lower() == "check_helo_access" and ":" in item:
                     for table in self._access_maps(item).tables:
