@@ -778,31 +778,42 @@ decision(Ctx *c, const char *stage_name, PyObject *reply)
     return obj;
 }
 
-/* The checks up to the RCPT TO reply: NULL for accept, or the reply (borrowed from c). */
+/* REJECT with reply when the resolver flags address as malformed, else DUNNO. */
+static int
+syntax_reply(Ctx *c, PyObject *address, const char *reply)
+{
+    int bad = bad_syntax(c, address);
+
+    if (bad != 1)
+        return bad == 0 ? DUNNO : HAND_BACK;
+    c->reply = PyUnicode_FromString(reply);
+    if (c->reply == NULL) {
+        PyErr_Clear();
+        return HAND_BACK;
+    }
+    return REJECT;
+}
+
+/* The checks up to the RCPT TO reply: REJECT (the reply in c->reply, the stage that refused
+ * in *stage_name), OK or DUNNO to accept, or HAND_BACK. */
 static int
 evaluate(Ctx *c, const char **stage_name)
 {
-    int status = DUNNO, rcpt_status, bad;
+    int status, rcpt_status, bad;
     Py_ssize_t len;
 
-    if (PyUnicode_GET_LENGTH(c->sender) > 0) {
-        bad = bad_syntax(c, c->sender);
-        if (bad == HAND_BACK)
-            return HAND_BACK;
-        if (bad) {
-            c->reply = PyUnicode_FromString("501 5.1.7 Bad sender address syntax");
-            *stage_name = "MAIL";
-            return c->reply != NULL ? REJECT : HAND_BACK;
-        }
-    }
-    bad = bad_syntax(c, c->recipient);
-    if (bad == HAND_BACK)
-        return HAND_BACK;
-    if (bad) {
-        c->reply = PyUnicode_FromString("501 5.1.3 Bad recipient address syntax");
+    /* smtpd_check_addr() at MAIL FROM and RCPT TO */
+    bad = PyUnicode_GET_LENGTH(c->sender) > 0
+              ? syntax_reply(c, c->sender, "501 5.1.7 Bad sender address syntax")
+              : DUNNO;
+    if (bad == DUNNO) {
         *stage_name = "RCPT";
-        return c->reply != NULL ? REJECT : HAND_BACK;
+        bad = syntax_reply(c, c->recipient, "501 5.1.3 Bad recipient address syntax");
+    } else {
+        *stage_name = "MAIL";
     }
+    if (bad != DUNNO)
+        return bad;
     /* smtpd_delay_reject: the client, HELO and sender restrictions run at RCPT TO */
     status = stage(c, 0, "CONNECT", c->namaddr, CLIENT);
     if (status == DUNNO || status == OK) {

@@ -58,6 +58,27 @@ RECIPIENTS = [
 ]  # fmt: skip
 
 
+#: The keys each access table draws from.
+TABLE_KEYS = {
+    "client": [
+        "10.1.2.3", "10.1.2", "10.1", "10", "unknown", "good.example", ".bad.example",
+        "bad.example", "2001:db8", "2001:db8:1::5", "isp.example", "localhost",
+    ],
+    "helo": [
+        "mail.good.example", "bad.example", ".spam.example", "spam.example", "localhost",
+        "example", "[10.1.2.3]",
+    ],
+    "sender": [
+        "bad.example", "spam@", "alice@mx.example.com", "good.example", "<>", "null-sender",
+        "example", "user@good.example", "relay.example",
+    ],
+    "recipient": [
+        "alice@mx.example.com", "alice@", "bad.example", "abuse@", "far.example",
+        "valias.example", "relay.example", "mx.example.com", "postmaster@",
+    ],
+}  # fmt: skip
+
+
 def _table(etc: Path, name: str, rng: random.Random, keys: list[str]) -> str:
     chosen = rng.sample(keys, rng.randint(1, len(keys)))
     with create_table(f"lmdb:{etc / name}") as build:
@@ -98,34 +119,9 @@ def generate(rng: random.Random, etc: Path) -> dict[str, str]:
         "parent_domain_matches_subdomains": rng.choice(["", "smtpd_access_maps"]),
         "smtpd_sasl_auth_enable": rng.choice(["yes", "no"]),
     }
-    client = _table(
-        etc,
-        "client",
-        rng,
-        ["10.1.2.3", "10.1.2", "10.1", "10", "unknown", "good.example", ".bad.example",
-         "bad.example", "2001:db8", "2001:db8:1::5", "isp.example", "localhost"],
-    )  # fmt: skip
-    helo = _table(
-        etc,
-        "helo",
-        rng,
-        ["mail.good.example", "bad.example", ".spam.example", "spam.example", "localhost",
-         "example", "[10.1.2.3]"],
-    )  # fmt: skip
-    sender = _table(
-        etc,
-        "sender",
-        rng,
-        ["bad.example", "spam@", "alice@mx.example.com", "good.example", "<>", "null-sender",
-         "example", "user@good.example", "relay.example"],
-    )  # fmt: skip
-    recipient = _table(
-        etc,
-        "recipient",
-        rng,
-        ["alice@mx.example.com", "alice@", "bad.example", "abuse@", "far.example",
-         "valias.example", "relay.example", "mx.example.com", "postmaster@"],
-    )  # fmt: skip
+    client, helo, sender, recipient = (
+        _table(etc, name, rng, keys) for name, keys in TABLE_KEYS.items()
+    )
     pools = {
         "client": ["permit_mynetworks", f"check_client_access {client}"],
         "helo": [f"check_helo_access {helo}", "permit_mynetworks"],
