@@ -75,7 +75,7 @@ typedef struct {
     PyObject *double_bounce, *fields;
     long codes[C_COUNT];
     int access_parent, allow_untrusted, soft_bounce, unlisted_recipient, local_rcpt_maps;
-    int show_table, sasl_enabled;
+    int show_table, sasl_enabled, sender_routing;
     long access_bits, rcpt_bits;
     SearchParams params;
     /* the session */
@@ -87,6 +87,7 @@ typedef struct {
     PyObject *entry;      /* owned: (table, key, value) of the deciding answer */
     PyObject *last_entry; /* owned: the answer the current step looked at */
     PyObject *reply;      /* owned: the reject reply */
+    PyObject *sender_route, *recipient_route; /* owned: remembered when the sender is moot */
 } Ctx;
 
 /* --- text ----------------------------------------------------------------------------------- */
@@ -399,18 +400,29 @@ route(Ctx *c, PyObject *sender, PyObject *address, long *flags, PyObject **recip
       Py_ssize_t *at, int *special)
 {
     static PyObject *flags_name, *recipient_name, *transport_name;
-    PyObject *args[2] = {sender, address}, *r, *f, *rcpt, *t;
+    PyObject *args[2] = {sender, address}, *r, *f, *rcpt, *t, **memo = NULL;
 
+    /* Without sender-dependent routing the route depends on the address alone: asked once. */
+    if (!c->sender_routing)
+        memo = address == c->recipient ? &c->recipient_route
+               : address == c->sender  ? &c->sender_route
+                                       : NULL;
     if (attribute_name(&flags_name, "flags") == NULL ||
         attribute_name(&recipient_name, "recipient") == NULL ||
         attribute_name(&transport_name, "transport") == NULL) {
         PyErr_Clear();
         return HAND_BACK;
     }
-    r = PyObject_Vectorcall(c->resolve, args, 2, NULL);
-    if (r == NULL) {
-        PyErr_Clear();
-        return HAND_BACK;
+    if (memo != NULL && *memo != NULL) {
+        r = Py_NewRef(*memo);
+    } else {
+        r = PyObject_Vectorcall(c->resolve, args, 2, NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+            return HAND_BACK;
+        }
+        if (memo != NULL)
+            *memo = Py_NewRef(r);
     }
     f = PyObject_GetAttr(r, flags_name);
     rcpt = PyObject_GetAttr(r, recipient_name);
@@ -889,7 +901,7 @@ mm_decide_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_GET_SIZE(c.fields) != 12 || !PyTuple_Check(c.stages) ||
         PyTuple_GET_SIZE(c.stages) != 5 || !PyTuple_Check(codes) ||
         PyTuple_GET_SIZE(codes) != C_COUNT || !PyTuple_Check(flags) ||
-        PyTuple_GET_SIZE(flags) != 7 || !PyTuple_Check(c.rcpt_maps) ||
+        PyTuple_GET_SIZE(flags) != 8 || !PyTuple_Check(c.rcpt_maps) ||
         PyTuple_GET_SIZE(c.rcpt_maps) != M_COUNT || !PyUnicode_Check(c.null_key) ||
         !PyUnicode_Check(c.double_bounce) || !PyUnicode_Check(probe)) {
         PyErr_SetString(PyExc_TypeError, "decide_plain(): a malformed plan");
@@ -907,6 +919,7 @@ mm_decide_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     c.local_rcpt_maps = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 4));
     c.show_table = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 5));
     c.sasl_enabled = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 6));
+    c.sender_routing = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 7));
     if (PyErr_Occurred() || mm_search_params(c.search_args, &c.params) < 0)
         return NULL;
 
@@ -974,5 +987,7 @@ done:
     Py_XDECREF(c.entry);
     Py_XDECREF(c.last_entry);
     Py_XDECREF(c.reply);
+    Py_XDECREF(c.sender_route);
+    Py_XDECREF(c.recipient_route);
     return out;
 }

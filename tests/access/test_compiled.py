@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from mailmaps._speedups import decide_plain as _decide_plain
@@ -119,6 +120,9 @@ def generate(rng: random.Random, etc: Path) -> dict[str, str]:
         "parent_domain_matches_subdomains": rng.choice(["", "smtpd_access_maps"]),
         "smtpd_sasl_auth_enable": rng.choice(["yes", "no"]),
     }
+    if rng.random() < 0.3:  # routes then depend on the sender too
+        settings["sender_dependent_relayhost_maps"] = "inline:{ @good.example=[127.0.0.1]:2525 }"
+        settings["sender_dependent_default_transport_maps"] = "inline:{ @bad.example=error:no }"
     client, helo, sender, recipient = (
         _table(etc, name, rng, keys) for name, keys in TABLE_KEYS.items()
     )
@@ -225,3 +229,33 @@ def test_bad_input_same_decisions(tmp_path: Path) -> None:
                 recipient=rng.choice([*odd, *RECIPIENTS]),
             )
             assert fast.decide(session) == slow.decide(session), session
+
+
+def test_sender_dependent_routes() -> None:
+    """With sender-dependent routing a recipient's route depends on the sender: the C path
+    must ask for it with the sender each time (here the sender's error transport makes
+    reject_unlisted_recipient refuse a relayed recipient)."""
+    config = MainConfig(
+        {
+            "compatibility_level": "3.6",
+            "myhostname": "mx.example.com",
+            "mydestination": "$myhostname",
+            "alias_maps": "",
+            "local_recipient_maps": "",
+            "mynetworks": "127.0.0.0/8",
+            "sender_dependent_default_transport_maps": "inline:{ @bad.example=error:gone }",
+        }
+    )
+    with AccessPolicy(config) as fast:
+        slow = AccessPolicy(config, resolver=fast.resolver, compiled=False)
+        for sender in ("spam@bad.example", "x@good.example"):
+            session = Session(
+                client_address="127.0.0.1",
+                helo="x.example",
+                sender=sender,
+                recipient="b@far.example",
+            )
+            assert fast.decide(session) == slow.decide(session)
+        assert slow.decide(session).reply == "250 2.1.5 Ok"
+        refused = replace(session, sender="spam@bad.example")
+        assert slow.decide(refused).reply.startswith("550 5.1.1 <b@far.example>")

@@ -362,6 +362,7 @@ class AccessPolicy:
                 self.has_local_rcpt_maps,
                 self.show_unknown_table,
                 self.sasl_enabled,
+                self._sender_routing,
             ),
             self.resolver.search_settings.plain_args,
             int(_ACCESS_PDMS if self.access_parent else _ACCESS_PDDMDS),
@@ -548,7 +549,7 @@ class AccessPolicy:
             return route
         r = self.resolver
         query = r.canonicalize(address)
-        from_ = r.canonicalize(sender) if sender else ""
+        from_ = r.canonicalize(sender) if sender and self._sender_routing else ""
         route = r.router.resolve(query, from_)
         folded = fold(route.recipient, self.utf8)
         if folded != route.recipient:

@@ -517,6 +517,12 @@ class RuleTable(RuleFileTable):
             return None
         rules = self.rules
         rule_of = self._rule_of
+        if len(candidates) == 1 and not self._neg_rules:  # the common case, in short
+            index = rule_of[candidates[0]]
+            if index < 0:
+                return None
+            if not rules[index].parents:
+                return self._fire(rules[index], key)
         order = {rule_of[pid] for pid in candidates}
         order.discard(-1)
         if self._neg_rules:
