@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -259,3 +260,15 @@ def test_sender_dependent_routes() -> None:
         assert slow.decide(session).reply == "250 2.1.5 Ok"
         refused = replace(session, sender="spam@bad.example")
         assert slow.decide(refused).reply.startswith("550 5.1.1 <b@far.example>")
+
+
+def test_threads(tmp_path: Path) -> None:
+    """Threads sharing a policy get the decisions one thread gets, from either path."""
+    rng = random.Random(11)
+    config = MainConfig(generate(rng, tmp_path))
+    batch = list(sessions(rng, 300))
+    with AccessPolicy(config) as policy:
+        expected = [policy.decide(session) for session in batch]
+        with ThreadPoolExecutor(4) as pool:
+            runs = list(pool.map(lambda _: list(policy.decide_many(batch)), range(8)))
+    assert all(run == expected for run in runs)
