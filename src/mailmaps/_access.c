@@ -950,9 +950,6 @@ mm_decide_plain(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 goto hand_back; /* collapsed or neutered by smtpd */
         }
     }
-    if (PyUnicode_GET_LENGTH(c.recipient) == 10 &&
-        PyUnicode_CompareWithASCIIString(c.recipient, "postmaster") == 0)
-        goto hand_back;
     {
         PyObject *lower = PyObject_CallMethod(c.recipient, "lower", NULL);
         int same;

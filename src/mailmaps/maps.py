@@ -197,6 +197,13 @@ class MapList:
         return None
 
     @property
+    def replayable(self) -> bool:
+        """Whether every table answers a repeated lookup as it did the first time (no server
+        behind it, nothing that failed to open): a C path may look keys up and hand them back
+        to the Python path, which looks them up again."""
+        return all(getattr(table, "replayable", True) for table in self.tables)
+
+    @property
     def recording(self) -> bool:
         """Whether a trace is recording this list's lookups (each key must then be looked up
         on its own, in Python)."""

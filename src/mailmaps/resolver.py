@@ -441,11 +441,8 @@ class Resolver:
         if _resolve_plain is None or (self.masquerade is not None and self.masquerade_recipients):
             return None
         lists = [*self.recipient_mappings, self.virtual_alias, self.transport, self.relocated]
-        for maps in lists:
-            if maps is not None and not all(
-                getattr(table, "replayable", True) for table in maps.tables
-            ):
-                return None
+        if any(maps is not None and not maps.replayable for maps in lists):
+            return None
 
         def searched(maps: MapList, *rest: object) -> tuple[object, ...]:
             return (maps.lookups, maps.fixed_lookups, *rest)

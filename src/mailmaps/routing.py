@@ -224,6 +224,13 @@ class Router:
             {} if all(_remembers(test) for test in lists) else None
         )
 
+    @property
+    def sender_dependent(self) -> bool:
+        """Whether routes depend on the sender (sender-dependent relayhost or default
+        transport tables)."""
+        t = self.tables
+        return t.sender_relayhost is not None or t.sender_default_transport is not None
+
     def resolve(self, address: str, sender: str = "") -> Route:
         """Resolve ``address`` (internal form) for mail from ``sender`` (internal form)."""
         if PLAIN_ADDRESS.fullmatch(address) is not None:
@@ -446,11 +453,7 @@ class Router:
             return memo[domain]
         answer: tuple[int, AddressClass, str, str] | None = None
         t = self.tables
-        if (
-            t.sender_relayhost is None
-            and t.sender_default_transport is None
-            and self._valid_domain(domain)
-        ):
+        if not self.sender_dependent and self._valid_domain(domain):
             try:
                 remote = not t.is_local(domain)
                 channel, nexthop, flags = self._domain_route(domain, remote, "", 0)

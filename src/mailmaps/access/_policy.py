@@ -65,6 +65,21 @@ _PLAIN_KINDS = {
     "check_recipient_maps": 12,
     "permit_sasl_authenticated": 13,
 }
+#: Decision's fields, in the order _access.c sets them.
+_DECISION_FIELDS = (
+    "stage",
+    "action",
+    "reply",
+    "decided_by",
+    "entry",
+    "hold",
+    "filter",
+    "redirect",
+    "bcc",
+    "prepend",
+    "warnings",
+    "trace",
+)
 #: The access table each list's bare ``type:name`` entries mean.
 _ACLS = {
     "client": "check_client_access",
@@ -266,10 +281,7 @@ class AccessPolicy:
                     self._access_maps(item)
         # Recipient validation maps.
         r = self.resolver
-        tables = r.router.tables
-        self._sender_routing = (
-            tables.sender_relayhost is not None or tables.sender_default_transport is not None
-        )
+        self._sender_routing = r.router.sender_dependent
         self.maps = {
             name: r.maps(name, "smtpd")
             for name in (
@@ -301,9 +313,6 @@ class AccessPolicy:
         if _decide_plain is None or not self.delay_reject or self.reject_unlisted_sender:
             return None
 
-        def replayable(maps: MapList) -> bool:
-            return all(getattr(table, "replayable", True) for table in maps.tables)
-
         stages = []
         order = ["relay", "recipient"] if self.relay_before_rcpt else ["recipient", "relay"]
         for stage in ["client", "helo", "sender", *order]:
@@ -313,7 +322,7 @@ class AccessPolicy:
                 if step.kind != _STEP_RUN or kind is None or step.ignored is not None:
                     return None
                 maps = self._access_maps(step.arg) if step.arg is not None else None
-                if maps is not None and not replayable(maps):
+                if maps is not None and not maps.replayable:
                     return None
                 tables = (maps.lookups, maps.fixed_lookups) if maps is not None else None
                 steps.append((kind, step.label, tables, step.arg))
@@ -328,12 +337,12 @@ class AccessPolicy:
             "relay_recipient_maps",
         ):
             maps = self.maps[name]
-            if maps is not None and not (isinstance(maps, MapList) and replayable(maps)):
+            if maps is not None and not (isinstance(maps, MapList) and maps.replayable):
                 return None
             rcpt_maps.append(None if maps is None else (maps.lookups, maps.fixed_lookups))
         names = tuple(f.name for f in fields(Decision))
-        if names[:5] != ("stage", "action", "reply", "decided_by", "entry") or len(names) != 12:
-            return None  # _access.c sets the fields in this order
+        if names != _DECISION_FIELDS:
+            return None  # _access.c sets these fields, in this order
         codes = self.codes
         return (
             Decision,
